@@ -1,0 +1,30 @@
+# Everything runs from a venv in .venv, created on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv test test-fast demo bench services clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+services:
+	bash .ci/services
+
+test: venv services
+	$(PY) tests/pytest_gevent.py -q -p no:cacheprovider tests
+
+demo: venv services
+	$(PY) examples/callbacks/demo.py
+
+bench: venv services
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,214 @@
+"""Ruby-identical JSON bytes and Ruby time strings. Pure: no I/O, no Redis.
+
+What Ruby's MultiJson (json gem or Oj) writes, per WIRE §2.2 and fixture 01:
+
+* compact separators, raw UTF-8, only ``"``, ``\\`` and control characters escaped
+  (``\\n``, ``\\t``, ``\\u0001`` in lowercase hex), ``/`` and U+2028 left alone;
+* insertion-ordered objects (a job is ``{"class":..,"args":[..]}``, in that order);
+* floats as Ruby's ``Float#to_s``: ``1.0`` never ``1``, ``1.0e+20`` never ``1e+20``;
+* NaN and Infinity are never written (Ruby raises on them when decoding).
+
+``json.dumps(separators=(",", ":"), ensure_ascii=False)`` already matches Ruby for every value
+except floats in exponent form, so we only take over the float rendering.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import time
+from typing import Any, Union
+
+from .errors import EncodeError
+
+_escape_string = json.encoder.encode_basestring  # type: ignore[attr-defined]  # C, ensure_ascii=False
+
+
+def ruby_float(value: float) -> str:
+    """Render a float exactly as Ruby's ``Float#to_s`` does.
+
+    Python's ``repr`` and Ruby agree on the shortest round-trip digits and on where the
+    exponent form starts (decimal exponent < -4 or >= 16); they differ only in that Ruby keeps a
+    ``.0`` on the mantissa (``1.0e+20``) where Python writes ``1e+20``.
+    """
+    if math.isnan(value) or math.isinf(value):
+        raise EncodeError(
+            f"cannot encode {value!r}: Ruby's JSON parser rejects NaN and Infinity, so a Ruby "
+            "worker could never read this job; pass None or a string instead"
+        )
+    text = repr(value)
+    mantissa, sep, exponent = text.partition("e")
+    if sep and "." not in mantissa:
+        return mantissa + ".0e" + exponent
+    return text
+
+
+def _encode_into(obj: Any, out: list) -> None:
+    # Order matters: bool is an int subclass, and both must be tested before float.
+    if isinstance(obj, str):
+        out.append(_escape_string(obj))
+    elif obj is None:
+        out.append("null")
+    elif obj is True:
+        out.append("true")
+    elif obj is False:
+        out.append("false")
+    elif isinstance(obj, int):
+        out.append(int.__repr__(obj))
+    elif isinstance(obj, float):
+        out.append(ruby_float(obj))
+    elif isinstance(obj, dict):
+        out.append("{")
+        first = True
+        for key, value in obj.items():
+            if not first:
+                out.append(",")
+            first = False
+            out.append(_escape_string(_object_key(key)))
+            out.append(":")
+            _encode_into(value, out)
+        out.append("}")
+    elif isinstance(obj, (list, tuple)):
+        out.append("[")
+        for index, item in enumerate(obj):
+            if index:
+                out.append(",")
+            _encode_into(item, out)
+        out.append("]")
+    else:
+        _encode_into(_ruby_value(obj), out)
+
+
+def _object_key(key: Any) -> str:
+    """Hash keys as Ruby's generator writes them: always strings (symbols, numbers, booleans)."""
+    if isinstance(key, str):
+        return key
+    if key is True:
+        return "true"
+    if key is False:
+        return "false"
+    if key is None:
+        return ""
+    if isinstance(key, float):
+        return ruby_float(key)
+    if isinstance(key, int):
+        return int.__repr__(key)
+    raise EncodeError(f"cannot use {type(key).__name__} {key!r} as a JSON object key; use a string")
+
+
+def _ruby_value(obj: Any) -> Any:
+    """Values that Ruby would turn into strings when a Rails app enqueues them (WIRE §2.2)."""
+    if isinstance(obj, _dt.datetime):
+        return ruby_time_to_s(obj)
+    if isinstance(obj, _dt.date):
+        return obj.isoformat()  # Ruby Date#to_s
+    raise EncodeError(
+        f"cannot encode {type(obj).__name__} {obj!r} as a Resque job argument: use JSON types "
+        "(str, int, float, bool, None, list, dict) so that Ruby reads back the same value"
+    )
+
+
+def encode(obj: Any) -> str:
+    """Encode ``obj`` to the exact JSON text Ruby Resque would write for it."""
+    out: list = []
+    try:
+        _encode_into(obj, out)
+    except RecursionError:
+        raise EncodeError("cannot encode: the value is nested too deeply (or contains itself)") from None
+    text = "".join(out)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EncodeError(
+            f"cannot encode: the value contains a lone surrogate ({exc.reason}) that is not valid "
+            "UTF-8; Ruby would reject the job"
+        ) from None
+    return text
+
+
+def encode_job(class_name: str, args: Union[list, tuple]) -> str:
+    """The queue item ``Resque.push`` writes: ``{"class":..,"args":[..]}``, in that order."""
+    return '{"class":' + encode(class_name) + ',"args":' + encode(list(args)) + "}"
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+class DecodeError(ValueError):
+    """Text that is not JSON Ruby would accept (kept apart so callers can report it)."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise DecodeError(f"{name} is not valid JSON (Ruby's parser rejects it)")
+
+
+def decode(raw: Union[str, bytes]) -> Any:
+    """Decode JSON the way Ruby reads it: strict UTF-8, no NaN/Infinity. Raises DecodeError."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
+        return json.loads(text, parse_constant=_reject_constant)
+    except DecodeError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"not valid UTF-8 at byte {exc.start}") from None
+    except RecursionError:
+        raise DecodeError("nested too deeply to decode") from None
+    except ValueError as exc:  # json.JSONDecodeError
+        raise DecodeError(str(exc)) from None
+
+
+# -- Ruby time strings (fixture README, "Time formats seen") -----------------------------------
+
+def _local(epoch: float) -> time.struct_time:
+    return time.localtime(int(epoch))
+
+
+def _offset(tm: time.struct_time, colon: bool) -> str:
+    offset = tm.tm_gmtoff or 0
+    sign = "-" if offset < 0 else "+"
+    hours, minutes = divmod(abs(offset) // 60, 60)
+    return f"{sign}{hours:02d}{':' if colon else ''}{minutes:02d}"
+
+
+def time_to_s(epoch: float) -> str:
+    """``Time.now.to_s`` in local time: ``2026-11-27 11:55:41 +0000`` (``worker:<id>:started``)."""
+    tm = _local(epoch)
+    return time.strftime("%Y-%m-%d %H:%M:%S ", tm) + _offset(tm, colon=False)
+
+
+def iso8601_local(epoch: float) -> str:
+    """``Time.at(t).iso8601``: ``2026-11-27T11:55:41+00:00``, never ``Z`` (heartbeats)."""
+    tm = _local(epoch)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", tm) + _offset(tm, colon=True)
+
+
+def iso8601_utc(epoch: float) -> str:
+    """``Time.now.utc.iso8601``: ``2026-11-27T11:55:41Z`` (``run_at``)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
+
+
+def failed_at(epoch: float, with_zone: bool = True) -> str:
+    """``%Y/%m/%d %H:%M:%S %Z`` in local time (``failed_at``, ``retried_at``).
+
+    The multi-queue backend's ``retried_at`` has no zone (WIRE §4.4): ``with_zone=False``.
+    """
+    tm = _local(epoch)
+    text = time.strftime("%Y/%m/%d %H:%M:%S", tm)
+    return f"{text} {tm.tm_zone}" if with_zone else text
+
+
+def ruby_time_to_s(value: _dt.datetime) -> str:
+    """A ``datetime`` argument as Ruby's ``Time#to_s`` would put it in a job (fixture 01).
+
+    UTC prints as ``UTC``, other offsets as ``+0530``; naive datetimes are taken as local time.
+    Sub-seconds are dropped, as Ruby drops them.
+    """
+    if value.tzinfo is None:
+        value = value.astimezone()
+    offset = value.utcoffset() or _dt.timedelta(0)
+    base = value.strftime("%Y-%m-%d %H:%M:%S")
+    if value.tzinfo is _dt.timezone.utc or (offset == _dt.timedelta(0) and value.tzname() in ("UTC", "Z")):
+        return base + " UTC"
+    total = int(offset.total_seconds())
+    sign = "-" if total < 0 else "+"
+    hours, minutes = divmod(abs(total) // 60, 60)
+    return f"{base} {sign}{hours:02d}{minutes:02d}"

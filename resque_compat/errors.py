@@ -1,0 +1,72 @@
+"""Exceptions resque_compat raises; each message says what happened and what to do next.
+
+``ruby_name`` is the ``exception`` field written in a failure entry when the name must be the one
+Ruby uses (WIRE §4.4), so resque-web and Ruby tooling recognise it.
+"""
+from __future__ import annotations
+
+
+class ResqueError(Exception):
+    """Base class for every error resque_compat raises on purpose."""
+
+    ruby_name = ""
+
+
+class ConfigurationError(ResqueError):
+    """A setting is missing or invalid; the message names the setting and a valid example."""
+
+
+class EncodeError(ResqueError, ValueError):
+    """A value cannot be written as JSON that a Ruby worker would read back unchanged."""
+
+
+class NoQueueError(ResqueError):
+    """Ruby's Resque::NoQueueError: no queue could be inferred for the job."""
+
+    ruby_name = "Resque::NoQueueError"
+
+
+class NoClassError(ResqueError):
+    """Ruby's Resque::NoClassError: the job has an empty class name."""
+
+    ruby_name = "Resque::NoClassError"
+
+
+class RegistryError(ResqueError):
+    """A job name was registered twice, or registered with an invalid name."""
+
+
+class JobNotRegistered(ResqueError):
+    """A payload names a class no ``@job`` registered in this process (Ruby's NameError)."""
+
+
+class PayloadError(ResqueError):
+    """A queue item is not a job we can run: invalid JSON, not an object, bad class or args."""
+
+
+class DontPerform(ResqueError):
+    """Raise in a before_perform hook to skip the job quietly (Resque::Job::DontPerform)."""
+
+    ruby_name = "Resque::Job::DontPerform"
+
+
+class DirtyExit(ResqueError):
+    """The job's worker went away while it ran (Resque::DirtyExit)."""
+
+    ruby_name = "Resque::DirtyExit"
+
+
+class PruneDeadWorkerDirtyExit(DirtyExit):
+    """A worker was pruned because its heartbeat expired (Resque::PruneDeadWorkerDirtyExit)."""
+
+    ruby_name = "Resque::PruneDeadWorkerDirtyExit"
+
+
+class TermException(ResqueError):
+    """The job was stopped by a signal after its grace period (Resque::TermException)."""
+
+    ruby_name = "Resque::TermException"
+
+
+class RedisUnavailable(ResqueError):
+    """Redis did not answer at the configured URL."""

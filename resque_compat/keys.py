@@ -1,0 +1,116 @@
+"""Every Redis key resque_compat reads or writes, and the only module that spells one.
+
+Catalogue (names without the namespace prefix; see ``../shared/WIRE.md`` §1.2 and the
+fixtures under ``fixtures/ruby-resque-3.0/``):
+
+=====================================  ======  ==================================================
+key                                    type    meaning (WIRE section; fixture that shows it)
+=====================================  ======  ==================================================
+``queues``                             set     every queue name ever pushed to (§1.2; 01)
+``queue:<name>``                       list    job JSON strings, FIFO (§1.2, §2.1; 01)
+``workers``                            set     registered worker ids (§1.2, §3.1; 02)
+``worker:<id>``                        string  ``{"queue","run_at","payload"}`` while working (§4.1; 03)
+``worker:<id>:started``                string  ``Time#to_s`` at registration (§4.2; 02)
+``workers:heartbeat``                  hash    id -> ISO-8601 from Redis TIME (§3.6; 02)
+``stat:processed`` / ``stat:failed``   string  global counters (§1.2; 04)
+``stat:processed:<id>`` etc.           string  per-worker counters, deleted at unregister (04, 04b)
+``failed``                             list    failure entries, redis backend (§4.4; 04)
+``failed_queues`` / ``<queue>_failed`` set/lst redis_multi_queue backend (§4.4; 10)
+``pruning_dead_workers_in_progress``   string  pruning lock, SET NX EX 60 (§3.5; 02)
+``pause-all-workers``                  string  operator pause switch (§1.2)
+=====================================  ======  ==================================================
+
+The namespace is joined with ``:`` exactly as redis-namespace does (§1.1); nested namespaces
+such as ``resque:GitHub`` simply contain a colon.
+"""
+from __future__ import annotations
+
+DEFAULT_NAMESPACE = "resque"
+
+
+class Keys:
+    """Key names for one namespace. Pure: builds strings, never talks to Redis."""
+
+    __slots__ = ("namespace", "_prefix")
+
+    def __init__(self, namespace: str = DEFAULT_NAMESPACE) -> None:
+        if not namespace:
+            raise ValueError("the Resque namespace must not be empty (Ruby's default is 'resque')")
+        self.namespace = namespace
+        self._prefix = namespace + ":"
+
+    def __repr__(self) -> str:
+        return f"Keys({self.namespace!r})"
+
+    def strip(self, key: str) -> str:
+        """The key without the namespace prefix (for keys read back with SCAN or KEYS)."""
+        return key[len(self._prefix):] if key.startswith(self._prefix) else key
+
+    def pattern(self, glob: str = "*") -> str:
+        """A SCAN/KEYS pattern inside this namespace."""
+        return self._prefix + glob
+
+    # -- queues -------------------------------------------------------------------------------
+    @property
+    def queues(self) -> str:
+        return self._prefix + "queues"
+
+    def queue(self, name: str) -> str:
+        return self._prefix + "queue:" + name
+
+    # -- workers ------------------------------------------------------------------------------
+    @property
+    def workers(self) -> str:
+        return self._prefix + "workers"
+
+    def worker(self, worker_id: str) -> str:
+        return self._prefix + "worker:" + worker_id
+
+    def worker_started(self, worker_id: str) -> str:
+        return self._prefix + "worker:" + worker_id + ":started"
+
+    @property
+    def heartbeats(self) -> str:
+        return self._prefix + "workers:heartbeat"
+
+    @property
+    def pruning_lock(self) -> str:
+        return self._prefix + "pruning_dead_workers_in_progress"
+
+    @property
+    def pause_all_workers(self) -> str:
+        return self._prefix + "pause-all-workers"
+
+    # -- stats --------------------------------------------------------------------------------
+    def stat(self, name: str) -> str:
+        """``stat:processed`` or ``stat:failed`` (the README's ``stats:`` is wrong, §1.2)."""
+        return self._prefix + "stat:" + name
+
+    def worker_stat(self, name: str, worker_id: str) -> str:
+        return self._prefix + "stat:" + name + ":" + worker_id
+
+    @property
+    def processed(self) -> str:
+        return self.stat("processed")
+
+    @property
+    def failed_count(self) -> str:
+        return self.stat("failed")
+
+    # -- failures -----------------------------------------------------------------------------
+    @property
+    def failed(self) -> str:
+        return self._prefix + "failed"
+
+    @property
+    def failed_queues(self) -> str:
+        return self._prefix + "failed_queues"
+
+    def queue_failed(self, queue: str) -> str:
+        """The redis_multi_queue backend's list for one queue, e.g. ``critical_failed``."""
+        return self._prefix + self.queue_failed_name(queue)
+
+    @staticmethod
+    def queue_failed_name(queue: str) -> str:
+        """The member written to ``failed_queues`` (no prefix), e.g. ``critical_failed``."""
+        return queue + "_failed"

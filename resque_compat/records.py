@@ -1,0 +1,205 @@
+"""The shapes of Resque's wire records: job, worker id, ``worker:<id>`` value, failure entry.
+
+Pure: builds and parses strings with :mod:`codec`, never talks to Redis. Byte layouts follow
+WIRE §3.1, §4.1 and §4.4 and are checked against ``fixtures/`` in ``tests/test_records.py``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import traceback
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, List, Optional, Sequence
+
+from . import codec
+
+#: Characters allowed in a slot token: nothing Ruby or resque-web splits ids on (WIRE §3.8).
+SLOT_TOKEN = re.compile(r"^[A-Za-z0-9_]+$")
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+# -- worker ids ---------------------------------------------------------------------------------
+
+def id_queue_list(queues: Sequence[str]) -> str:
+    """The queue field of a worker id: the configured list without ``!`` exclusions (WIRE §3.1)."""
+    return ",".join(q for q in queues if not q.startswith("!"))
+
+
+def worker_id(hostname: str, pid: int, queues: Sequence[str], slot: Optional[str] = None) -> str:
+    """``host:pid:q1,q2[:slot]``, the em-resque layout Ruby 3.0 parses and prunes correctly.
+
+    Raises ValueError for anything that would break Ruby's ``split(':')`` parsing (§3.4): a
+    hostname with ``:``, an empty queue field, a slot with separators in it.
+    """
+    if not hostname or ":" in hostname:
+        raise ValueError(f"hostname {hostname!r} is empty or contains ':'; Ruby could not parse the worker id")
+    field3 = id_queue_list(queues)
+    if not field3:
+        raise ValueError("a worker id needs at least one queue that is not an '!' exclusion")
+    if ":" in field3:
+        raise ValueError(f"queue names may not contain ':' ({field3!r}): Ruby splits worker ids on ':'")
+    wid = f"{hostname}:{int(pid)}:{field3}"
+    if slot is not None:
+        if not SLOT_TOKEN.match(slot):
+            raise ValueError(f"slot token {slot!r} must match [A-Za-z0-9_]+")
+        wid += ":" + slot
+    return wid
+
+
+@dataclass(frozen=True)
+class ParsedWorkerId:
+    """An id as Ruby's pruner and resque-web read it: ``split(':')``, fields 1-3 (WIRE §3.4)."""
+
+    host: str
+    pid: str
+    queues: tuple
+
+    @classmethod
+    def parse(cls, wid: str) -> Optional["ParsedWorkerId"]:
+        parts = wid.split(":")
+        if len(parts) < 3 or not parts[2]:
+            return None
+        return cls(parts[0], parts[1], tuple(parts[2].split(",")))
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+@dataclass
+class Job:
+    """One queue item as popped: the raw text plus what it decodes to.
+
+    ``problem`` is None for a runnable job, else a sentence saying what is wrong with the payload
+    (the worker records it as a failure that keeps ``raw``).
+    """
+
+    queue: str
+    raw: str
+    payload: Any = None
+    class_name: Optional[str] = None
+    args: List[Any] = field(default_factory=list)
+    problem: Optional[str] = None
+
+    @property
+    def display_class(self) -> str:
+        """The class name for titles and logs (``No Name`` as Ruby's procline says)."""
+        return self.class_name or "No Name"
+
+    def payload_json(self) -> str:
+        """The failure entry's ``payload`` value (WIRE §4.4).
+
+        A JSON object is re-encoded as Ruby re-encodes the decoded job (extra keys kept). Text
+        that is not a JSON object is kept as a JSON string holding the raw text, the shape Ruby
+        itself writes for a string payload (§2.5); an array there would break resque-web (§5.2).
+        """
+        if isinstance(self.payload, dict):
+            try:
+                return codec.encode(self.payload)
+            except codec.EncodeError:
+                pass
+        return codec.encode(self.raw)
+
+    def __str__(self) -> str:
+        return f"({self.queue}) {self.display_class}"
+
+
+def parse_job(queue: str, raw: "str | bytes") -> Job:
+    """Decode a queue item tolerantly: never raises, returns a Job whose ``problem`` says why."""
+    if isinstance(raw, (bytes, bytearray)):
+        text = bytes(raw).decode("utf-8", errors="replace")
+    else:
+        text = raw
+    try:
+        payload = codec.decode(raw)
+    except codec.DecodeError as exc:
+        return Job(queue, text, problem=f"the payload is not valid JSON ({exc})")
+    job = Job(queue, text, payload=payload)
+    if not isinstance(payload, dict):
+        job.problem = f"the payload is a JSON {_json_type(payload)}, not an object with \"class\" and \"args\""
+        return job
+    class_name = payload.get("class")
+    if not isinstance(class_name, str) or not class_name:
+        job.problem = 'the payload has no "class" string naming the job to run'
+        return job
+    job.class_name = class_name
+    args = payload.get("args")
+    if args is None:
+        args = []
+    if not isinstance(args, list):
+        job.problem = f'the payload\'s "args" is a JSON {_json_type(args)}, not an array'
+        return job
+    job.args = args
+    return job
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )
+
+
+# -- worker:<id> ----------------------------------------------------------------------------------
+
+def worker_record_prefix(queue: str, run_at: str) -> str:
+    """``{"queue":..,"run_at":..,"payload":`` : the payload's bytes and ``}`` follow (WIRE §4.1).
+
+    Building the record by concatenation keeps the payload's original bytes, which is what lets
+    the reserve script write it in the same atomic step as the pop.
+    """
+    return '{"queue":' + codec.encode(queue) + ',"run_at":' + codec.encode(run_at) + ',"payload":'
+
+
+def worker_record(queue: str, run_at: str, payload_json: str) -> str:
+    return worker_record_prefix(queue, run_at) + payload_json + "}"
+
+
+# -- failure entries -----------------------------------------------------------------------------
+
+def failure_entry(
+    *,
+    failed_at: str,
+    payload_json: str,
+    exception: str,
+    error: str,
+    backtrace: Sequence[str],
+    worker: str,
+    queue: Optional[str],
+) -> str:
+    """One ``failed`` list entry, fields in Ruby's order (WIRE §4.4, fixture 04)."""
+    parts = [
+        '{"failed_at":', codec.encode(failed_at),
+        ',"payload":', payload_json,
+        ',"exception":', codec.encode(_valid_text(exception)),
+        ',"error":', codec.encode(_valid_text(error)),
+        ',"backtrace":', codec.encode([_valid_text(line) for line in backtrace]),
+        ',"worker":', codec.encode(worker),
+        ',"queue":', codec.encode(queue),
+        "}",
+    ]
+    return "".join(parts)
+
+
+def _valid_text(text: Any) -> str:
+    """Ruby replaces invalid UTF-8 in error text with ``?``; lone surrogates are our equivalent."""
+    return str(text).encode("utf-8", errors="replace").decode("utf-8")
+
+
+def exception_name(exc: BaseException) -> str:
+    """The ``exception`` field: Ruby's name for our Resque errors, else the Python class name."""
+    return getattr(exc, "ruby_name", "") or type(exc).__name__
+
+
+def backtrace_lines(tb: Optional[TracebackType]) -> List[str]:
+    """A Python traceback as Ruby-style lines, innermost first, without our own frames.
+
+    Ruby cuts the backtrace at Resque's own ``lib/resque/job.rb`` frame so only the job's frames
+    remain (WIRE §4.4); we drop the frames that live inside the resque_compat package.
+    """
+    lines = []
+    for frame in traceback.extract_tb(tb):
+        if os.path.abspath(frame.filename).startswith(_PACKAGE_DIR + os.sep):
+            continue
+        lines.append(f"{frame.filename}:{frame.lineno}:in `{frame.name}'")
+    lines.reverse()
+    return lines

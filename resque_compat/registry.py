@@ -1,0 +1,114 @@
+"""``@job("Ruby::Class", queue=...)``: Python code registered under the class name Rails enqueues.
+
+A registered function is called with the payload's args as positional arguments, exactly as Ruby
+calls ``klass.perform(*args)``; a registered class must have a ``perform`` static or class
+method. The name is the Ruby constant path, verbatim (``Callbacks::Deliver``).
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, TypeVar
+
+from .errors import JobNotRegistered, RegistryError
+
+#: A Ruby constant path: ``Foo``, ``Foo::Bar``, optionally with a leading ``::`` (WIRE §2.1).
+_RUBY_CONSTANT = re.compile(r"^(::)?[A-Z][A-Za-z0-9_]*(::[A-Z][A-Za-z0-9_]*)*$")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One registered job: its Ruby name, default queue and the callable that performs it."""
+
+    name: str
+    queue: Optional[str]
+    target: Any
+    perform: Callable[..., Any]
+    origin: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.origin})"
+
+
+_registry: Dict[str, JobSpec] = {}
+
+
+def _origin(obj: Any) -> str:
+    try:
+        path = inspect.getsourcefile(obj) or "?"
+        line = inspect.getsourcelines(obj)[1]
+        return f"{path}:{line}"
+    except (OSError, TypeError):
+        return getattr(obj, "__module__", "?") + "." + getattr(obj, "__qualname__", "?")
+
+
+def job(name: str, queue: Optional[str] = None) -> Callable[[T], T]:
+    """Register a function or a class with ``perform`` under the Ruby class ``name``.
+
+    ``queue`` is where :meth:`Resque.enqueue` puts it (Ruby's ``@queue``). Registering a name
+    twice is an error naming both places, because a worker could not know which one to run.
+    """
+    if not isinstance(name, str) or not _RUBY_CONSTANT.match(name):
+        raise RegistryError(
+            f"@job name {name!r} is not a Ruby class name; use the constant Rails enqueues, "
+            "e.g. @job(\"Callbacks::Deliver\")"
+        )
+
+    def register(target: T) -> T:
+        if inspect.isclass(target):
+            perform = getattr(target, "perform", None)
+            if not callable(perform):
+                raise RegistryError(
+                    f"class {target.__qualname__} registered as {name!r} needs a perform "
+                    "staticmethod or classmethod, as a Ruby job class has self.perform"
+                )
+        elif callable(target):
+            perform = target
+        else:
+            raise RegistryError(f"@job({name!r}) must decorate a function or a class, not {target!r}")
+        spec = JobSpec(name=name, queue=queue, target=target, perform=perform, origin=_origin(target))
+        existing = _registry.get(name)
+        if existing is not None and existing.target is not target:
+            raise RegistryError(
+                f"job {name!r} is registered twice: at {existing.origin} and at {spec.origin}; "
+                "remove or rename one of them"
+            )
+        _registry[name] = spec
+        return target
+
+    return register
+
+
+def lookup(name: str) -> JobSpec:
+    """The job registered under ``name``; JobNotRegistered says how to register it."""
+    key = name[2:] if name.startswith("::") else name
+    spec = _registry.get(key) or _registry.get(name)
+    if spec is None:
+        raise JobNotRegistered(
+            f"no Python job is registered as {name!r}: add @job({key!r}) to a function or class "
+            "in a module the worker loads with -r/REQUIRE, or stop this worker listening to that queue"
+        )
+    return spec
+
+
+def spec_for(target: Any) -> JobSpec:
+    """The registration of a decorated function/class, or of a registered name."""
+    if isinstance(target, str):
+        return lookup(target)
+    for spec in _registry.values():
+        if spec.target is target:
+            return spec
+    raise JobNotRegistered(f"{target!r} is not registered; decorate it with @job(\"Ruby::ClassName\")")
+
+
+def registered() -> List[JobSpec]:
+    """Every registered job, sorted by name."""
+    return [_registry[name] for name in sorted(_registry)]
+
+
+def unregister(name: str) -> None:
+    """Forget a registration (for tests and reloading)."""
+    _registry.pop(name, None)

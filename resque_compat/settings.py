@@ -1,0 +1,282 @@
+"""Every setting, read once into one frozen :class:`Settings`. The only reader of ``os.environ``.
+
+Sources, highest first (Ruby's names, WIRE §6.2, plus our own where Ruby has none):
+
+1. command-line options (``--fibers 100``);
+2. ``KEY=VALUE`` words after the command (``resque-py work QUEUE=critical FIBERS=100``), the
+   way ``rake resque:work`` is usually started;
+3. environment variables of the same names;
+4. defaults from :data:`SETTINGS`.
+
+``QUEUES`` beats ``QUEUE`` within one source, as in Ruby.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+from .errors import ConfigurationError
+from .keys import DEFAULT_NAMESPACE
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _float(name: str, minimum: float = 0.0) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigurationError(f"{name} must be a number of seconds, e.g. {name}=5.0 (got {text!r})") from None
+        if value < minimum or value != value:
+            raise ConfigurationError(f"{name} must be at least {minimum} (got {text!r})")
+        return value
+    return parse
+
+
+def _int(name: str, minimum: int = 0) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(str(text).strip())
+        except ValueError:
+            raise ConfigurationError(f"{name} must be a whole number, e.g. {name}={max(minimum, 1)} (got {text!r})") from None
+        if value < minimum:
+            raise ConfigurationError(f"{name} must be at least {minimum} (got {text!r})")
+        return value
+    return parse
+
+
+def _flag(text: str) -> bool:
+    """Ruby checks these with ``ENV['VERBOSE']`` truthiness: any non-empty value but 0/false."""
+    return str(text).strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _list(text: str) -> Tuple[str, ...]:
+    return tuple(part.strip() for part in str(text).split(",") if part.strip())
+
+
+def _choice(name: str, choices: Sequence[str]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = str(text).strip().lower()
+        if value not in choices:
+            raise ConfigurationError(f"{name} must be one of {', '.join(choices)} (got {text!r})")
+        return value
+    return parse
+
+
+def _timeouts(text: str) -> Tuple[float, float]:
+    """``HTTP_TIMEOUT=5,30`` (connect, read) or one number for both."""
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    parse = _float("HTTP_TIMEOUT", 0.001)
+    if len(parts) == 1:
+        return (parse(parts[0]), parse(parts[0]))
+    if len(parts) == 2:
+        return (parse(parts[0]), parse(parts[1]))
+    raise ConfigurationError(f"HTTP_TIMEOUT must be CONNECT,READ seconds, e.g. HTTP_TIMEOUT=5,30 (got {text!r})")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table: its env/word name, option, parser and help text."""
+
+    env: str
+    field: str
+    parse: Callable[[str], Any]
+    help: str
+    option: str = ""
+    metavar: str = "VALUE"
+
+
+#: The table that drives parsing, ``--help`` and the README's settings list.
+SETTINGS: Tuple[Setting, ...] = (
+    Setting("QUEUE", "queues", _list, "Comma-separated queues in priority order; '*' and globs "
+            "expand from the queues set, '!name' excludes. QUEUES beats QUEUE.", "--queue", "LIST"),
+    Setting("FIBERS", "fibers", _int("FIBERS", 1), "Greenlet workers in this process; each is "
+            "one Resque worker in resque-web.", "--fibers", "N"),
+    Setting("INTERVAL", "interval", _float("INTERVAL"), "Seconds between polls of empty queues "
+            "(Ruby's meaning). 0 = work until the queues are empty, then exit.", "--interval", "SECONDS"),
+    Setting("MIN_INTERVAL", "min_interval", _float("MIN_INTERVAL"), "Poll interval after a job "
+            "(Resque 3.0 backoff; default INTERVAL).", "--min-interval", "SECONDS"),
+    Setting("MAX_INTERVAL", "max_interval", _float("MAX_INTERVAL"), "Largest poll interval "
+            "(Resque 3.0 backoff; default INTERVAL).", "--max-interval", "SECONDS"),
+    Setting("BACKOFF_INTERVAL", "backoff_interval", _float("BACKOFF_INTERVAL"), "Added to the "
+            "poll interval after each empty poll (Resque 3.0; default 0.1).", "--backoff-interval", "SECONDS"),
+    Setting("POLL_INTERVAL", "poll_interval", _float("POLL_INTERVAL"), "Cap on the idle poll "
+            "interval (default 0.02): one poll serves every idle greenlet in one Redis round "
+            "trip, so a new job starts within milliseconds. 0 = no cap (Ruby's timing exactly).",
+            "--poll-interval", "SECONDS"),
+    Setting("PIDFILE", "pidfile", str, "Write the process id to this file.", "--pidfile", "PATH"),
+    Setting("VERBOSE", "verbose", _flag, "Log one line per job (Ruby's VERBOSE).", "--verbose", "1"),
+    Setting("LOGGING", "logging", _flag, "Same as VERBOSE (Ruby's LOGGING).", "", "1"),
+    Setting("VVERBOSE", "vverbose", _flag, "Debug logging with times and pids (Ruby's VVERBOSE).", "--vverbose", "1"),
+    Setting("LOG_FORMAT", "log_format", _choice("LOG_FORMAT", ("text", "json")), "text "
+            "(Resque's formatters) or json (one object per line).", "--log-format", "text|json"),
+    Setting("REQUIRE", "require", _list, "Comma-separated modules or .py files that define the "
+            "jobs (@job); also -r, repeatable.", "", "MODULES"),
+    Setting("RESQUE_HEARTBEAT_INTERVAL", "heartbeat_interval", _float("RESQUE_HEARTBEAT_INTERVAL", 0.1),
+            "Seconds between heartbeats of every slot (default 60, Ruby's).", "--heartbeat-interval", "SECONDS"),
+    Setting("RESQUE_PRUNE_INTERVAL", "prune_interval", _float("RESQUE_PRUNE_INTERVAL", 0.1),
+            "Heartbeat age after which a worker counts as dead when we prune (default 5 x "
+            "heartbeat interval, Ruby's 300).", "--prune-interval", "SECONDS"),
+    Setting("RESQUE_TERM_TIMEOUT", "term_timeout", _float("RESQUE_TERM_TIMEOUT"), "Seconds "
+            "in-flight jobs get after TERM/INT before they are killed and recorded as failures "
+            "(default 4.0).", "--term-timeout", "SECONDS"),
+    Setting("REDIS_POOL", "redis_pool", _int("REDIS_POOL", 2), "Most Redis connections the "
+            "process opens for jobs and bookkeeping (default min(FIBERS, 16) + 4).", "--redis-pool", "N"),
+    Setting("DATABASE_URL", "database_url", str, "mysql://user:pass@host:port/db for the "
+            "shared MySQL pool (resque_compat.db); unset = no pool.", "--database-url", "URL"),
+    Setting("DB_POOL", "db_pool", _int("DB_POOL", 1), "MySQL connections shared by all "
+            "greenlets (default 20).", "--db-pool", "N"),
+    Setting("DB_POOL_TIMEOUT", "db_pool_timeout", _float("DB_POOL_TIMEOUT", 0.001), "Seconds a "
+            "job waits for a free MySQL connection before failing (default 10).", "--db-pool-timeout", "SECONDS"),
+    Setting("HTTP_TIMEOUT", "http_timeout", _timeouts, "CONNECT,READ seconds for "
+            "resque_compat.http (default 5,30).", "--http-timeout", "C,R"),
+)
+
+_BY_ENV: Dict[str, Setting] = {s.env: s for s in SETTINGS}
+_BY_ENV["QUEUES"] = _BY_ENV["QUEUE"]  # same setting; QUEUES wins, see _pick_queue_source
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one process needs, fixed at start-up. Build it with :meth:`load`."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    namespace: str = DEFAULT_NAMESPACE
+    queues: Tuple[str, ...] = ()
+    fibers: int = 1
+    interval: float = 5.0
+    min_interval: Optional[float] = None
+    max_interval: Optional[float] = None
+    backoff_interval: float = 0.1
+    poll_interval: float = 0.02
+    pidfile: Optional[str] = None
+    verbose: bool = False
+    logging: bool = False
+    vverbose: bool = False
+    log_format: str = "text"
+    require: Tuple[str, ...] = ()
+    heartbeat_interval: float = 60.0
+    prune_interval: Optional[float] = None
+    term_timeout: float = 4.0
+    redis_pool: Optional[int] = None
+    database_url: Optional[str] = None
+    db_pool: int = 20
+    db_pool_timeout: float = 10.0
+    http_timeout: Tuple[float, float] = (5.0, 30.0)
+    hostname: Optional[str] = field(default=None)
+
+    # -- derived values (Ruby's defaults that depend on other settings) ------------------------
+    @property
+    def effective_min_interval(self) -> float:
+        return self.interval if self.min_interval is None else self.min_interval
+
+    @property
+    def effective_max_interval(self) -> float:
+        return self.interval if self.max_interval is None else self.max_interval
+
+    @property
+    def effective_prune_interval(self) -> float:
+        return 5 * self.heartbeat_interval if self.prune_interval is None else self.prune_interval
+
+    @property
+    def effective_redis_pool(self) -> int:
+        return self.redis_pool if self.redis_pool is not None else min(self.fibers, 16) + 4
+
+    @property
+    def drain(self) -> bool:
+        """``INTERVAL=0``: work until the queues are empty, then exit (WIRE §3.3)."""
+        return self.interval == 0
+
+    @property
+    def log_level(self) -> str:
+        if self.vverbose:
+            return "vverbose"
+        if self.verbose or self.logging:
+            return "verbose"
+        return "quiet"
+
+    # -- loading -------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        words: Sequence[str] = (),
+        options: Optional[Mapping[str, Any]] = None,
+        environ: Optional[Mapping[str, str]] = None,
+    ) -> "Settings":
+        """Merge options > KEY=VALUE words > environment > defaults into one Settings.
+
+        ``options`` maps field names to already-typed values (None = not given); ``environ``
+        defaults to ``os.environ``. Raises ConfigurationError naming the bad setting.
+        """
+        environ = os.environ if environ is None else environ
+        word_values = parse_words(words)
+        values: Dict[str, Any] = {
+            "redis_url": environ.get("REDIS_URL") or DEFAULT_REDIS_URL,
+            "namespace": environ.get("RESQUE_NAMESPACE") or DEFAULT_NAMESPACE,
+        }
+        for source in (_from_environ(environ), word_values):
+            values.update(source)
+        for name, value in (options or {}).items():
+            if value is None or value == ():
+                continue
+            values[name] = tuple(value) if isinstance(value, list) else value
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigurationError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return cls(**values).validated()
+
+    def validated(self) -> "Settings":
+        if not self.namespace:
+            raise ConfigurationError("RESQUE_NAMESPACE must not be empty; Ruby's default is 'resque'")
+        if self.max_interval is not None and self.max_interval < self.effective_min_interval:
+            raise ConfigurationError("MAX_INTERVAL must not be smaller than MIN_INTERVAL")
+        return self
+
+    def with_(self, **changes: Any) -> "Settings":
+        return replace(self, **changes).validated()
+
+
+def parse_words(words: Sequence[str]) -> Dict[str, Any]:
+    """``["QUEUE=critical", "FIBERS=100"]`` -> typed field values. Unknown names are errors."""
+    raw: Dict[str, str] = {}
+    for word in words:
+        name, sep, value = word.partition("=")
+        if not sep or not name:
+            raise ConfigurationError(
+                f"unexpected argument {word!r}: settings are given as KEY=VALUE, e.g. QUEUE=critical FIBERS=100"
+            )
+        if name not in _BY_ENV and name not in ("REDIS_URL", "RESQUE_NAMESPACE"):
+            raise ConfigurationError(
+                f"unknown setting {name!r}; known: {', '.join(sorted(_BY_ENV))} (see resque-py work --help)"
+            )
+        raw[name] = value
+    return _typed(raw)
+
+
+def _from_environ(environ: Mapping[str, str]) -> Dict[str, Any]:
+    raw = {name: environ[name] for name in _BY_ENV if environ.get(name, "") != ""}
+    return _typed(raw)
+
+
+def _typed(raw: Dict[str, str]) -> Dict[str, Any]:
+    if "QUEUES" in raw:  # QUEUES beats QUEUE (Ruby: ENV['QUEUES'] || ENV['QUEUE'])
+        raw = {k: v for k, v in raw.items() if k != "QUEUE"}
+    out: Dict[str, Any] = {}
+    for name, value in raw.items():
+        if name == "REDIS_URL":
+            out["redis_url"] = value
+        elif name == "RESQUE_NAMESPACE":
+            out["namespace"] = value
+        else:
+            setting = _BY_ENV[name]
+            out[setting.field] = setting.parse(value)
+    return out
+
+
+def setting_for(field_name: str) -> Setting:
+    for s in SETTINGS:
+        if s.field == field_name:
+            return s
+    raise KeyError(field_name)

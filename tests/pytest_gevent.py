@@ -1,0 +1,11 @@
+"""Run pytest with gevent patched first, as the worker runs (dramatiq's pytest-gevent pattern)."""
+from gevent import monkey
+
+monkey.patch_all()
+
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(pytest.main(sys.argv[1:]))
