@@ -280,3 +280,9 @@ def setting_for(field_name: str) -> Setting:
         if s.field == field_name:
             return s
     raise KeyError(field_name)
+
+
+def rails_environment(environ: Optional[Mapping[str, str]] = None) -> str:
+    """``Resque.info[:environment]``: RAILS_ENV, else RACK_ENV, else development."""
+    environ = os.environ if environ is None else environ
+    return environ.get("RAILS_ENV") or environ.get("RACK_ENV") or "development"

@@ -1,0 +1,147 @@
+"""The Resque client: enqueue jobs Ruby runs, and inspect queues and stats as Ruby reports them.
+
+>>> resque = Resque.from_url("redis://127.0.0.1:6379/0")
+>>> resque.enqueue_to("critical", "Callbacks::Deliver", 1, "x")
+True
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Union
+
+import redis
+
+from . import codec, registry
+from .errors import NoClassError, NoQueueError, RedisUnavailable
+from .keys import DEFAULT_NAMESPACE, Keys
+from .records import parse_job
+from .settings import DEFAULT_REDIS_URL, rails_environment
+from .store import Store, connect
+
+JobRef = Union[str, Any]  # a Ruby class name, or a function/class decorated with @job
+
+
+class Resque:
+    """One Redis + namespace, with Ruby's ``Resque`` module API (WIRE §2.3, §2.4, §5.1)."""
+
+    def __init__(self, client: redis.Redis, namespace: str = DEFAULT_NAMESPACE, url: str = "") -> None:
+        self.redis = client
+        self.keys = Keys(namespace)
+        self.store = Store(client, self.keys)
+        self.url = url
+
+    @classmethod
+    def from_url(cls, url: str = DEFAULT_REDIS_URL, namespace: str = DEFAULT_NAMESPACE,
+                 max_connections: int = 10) -> "Resque":
+        return cls(connect(url, max_connections=max_connections), namespace, url)
+
+    def ping(self) -> None:
+        """Raise RedisUnavailable (with the URL) if Redis does not answer."""
+        try:
+            self.redis.ping()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise RedisUnavailable(
+                f"cannot reach Redis at {self.url or self.redis}: {exc}; check --redis / REDIS_URL"
+            ) from None
+
+    # -- enqueue / dequeue ---------------------------------------------------------------------
+    def enqueue(self, job: JobRef, *args: Any) -> bool:
+        """``Resque.enqueue``: the queue comes from the job's ``@job(..., queue=...)``."""
+        spec = registry.spec_for(job)
+        if spec.queue is None:
+            raise NoQueueError(
+                f"Jobs must be placed onto a queue. No queue could be inferred for class {spec.name}"
+                f" (give @job({spec.name!r}, queue=...) or use enqueue_to)"
+            )
+        return self.enqueue_to(spec.queue, spec.name, *args)
+
+    def enqueue_to(self, queue: str, job: JobRef, *args: Any) -> bool:
+        """``Resque.enqueue_to``: validate like Ruby, then SADD queues + RPUSH in one pipeline.
+
+        The bytes are exactly Ruby's, so Ruby's ``Resque.dequeue(Klass, *args)`` removes it.
+        """
+        class_name = self._class_name(job)
+        if queue is None:
+            raise NoQueueError(
+                f"Jobs must be placed onto a queue. No queue could be inferred for class {class_name}"
+            )
+        if not class_name:
+            raise NoClassError("Jobs must be given a class.")
+        self.store.push(str(queue), codec.encode_job(class_name, args))
+        return True
+
+    def dequeue(self, job: JobRef, *args: Any, queue: Optional[str] = None) -> int:
+        """``Resque.dequeue``/``Job.destroy``: with args, remove byte-identical items (LREM);
+        without, every item of that class whatever its formatting. Returns how many."""
+        class_name = self._class_name(job)
+        if queue is None:
+            spec = registry.spec_for(job)
+            queue = spec.queue
+            if queue is None:
+                raise NoQueueError(f"no queue given and none registered for {class_name}")
+        if args:
+            return self.store.remove_items(queue, codec.encode_job(class_name, args))
+        matching = [raw for raw in self.store.queue_items(queue)
+                    if parse_job(queue, raw).class_name == class_name]
+        return self.store.remove_raw_items(queue, matching) if matching else 0
+
+    @staticmethod
+    def _class_name(job: JobRef) -> str:
+        if isinstance(job, str):
+            return job
+        return registry.spec_for(job).name
+
+    # -- inspection ----------------------------------------------------------------------------
+    def size(self, queue: str) -> int:
+        return self.store.queue_size(queue)
+
+    def peek(self, queue: str, start: int = 0, count: int = 1) -> Any:
+        """Ruby's ``Resque.peek``: one decoded item when count is 1, else a list."""
+        items = [_decoded(raw) for raw in self.store.queue_items(queue, start, count)]
+        if count == 1:
+            return items[0] if items else None
+        return items
+
+    def queues(self) -> List[str]:
+        return self.store.queue_names()
+
+    def remove_queue(self, queue: str) -> None:
+        self.store.remove_queue(queue)
+
+    def workers(self) -> List[str]:
+        return self.store.worker_ids()
+
+    def working(self) -> List[str]:
+        """Ids whose ``worker:<id>`` holds a job (resque-web's Working page)."""
+        ids = self.store.worker_ids()
+        return [wid for wid, job in zip(ids, self.store.worker_jobs(ids)) if job]
+
+    def failed(self, start: int = 0, count: int = 1) -> List[Any]:
+        return [_decoded(raw) for raw in self.store.failures(start, count)]
+
+    def info(self) -> Dict[str, Any]:
+        """``Resque.info``, field for field (WIRE §5.1 Stats)."""
+        queues, sizes, processed, failed, workers, working = self.store.info()
+        return {
+            "pending": sum(sizes),
+            "processed": processed,
+            "queues": len(queues),
+            "workers": len(workers),
+            "working": working,
+            "failed": failed,
+            "servers": [self._redis_id()],
+            "environment": rails_environment(),
+        }
+
+    def _redis_id(self) -> str:
+        """Ruby's ``redis_id``: ``redis://host:port/db``."""
+        kw = self.redis.connection_pool.connection_kwargs
+        if "path" in kw:
+            return f"unix://{kw['path']}/{kw.get('db', 0)}"
+        return f"redis://{kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+
+
+def _decoded(raw: bytes) -> Any:
+    try:
+        return codec.decode(raw)
+    except codec.DecodeError:
+        return raw.decode("utf-8", errors="replace")

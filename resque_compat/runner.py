@@ -1,0 +1,225 @@
+"""One OS process running FIBERS workers: start-up, signals, process title, orderly shutdown.
+
+Start-up follows Ruby's order (WIRE §6.7): title ``resque: Starting``, HDEL our heartbeat
+fields, prune dead workers under the shared lock, first heartbeat, then register every slot.
+Shutdown always unregisters with Ruby's six-command pipeline, whatever ended the run.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Callable, List, Optional
+
+import gevent
+from gevent.event import Event
+from setproctitle import setproctitle
+
+from . import codec, records
+from .errors import ConfigurationError, DirtyExit, TermException
+from .fetcher import Fetcher
+from .heartbeat import HeartbeatThread, dirty_exit_entry, prune_dead_workers, store_factory
+from .keys import Keys
+from .queues import QueueList
+from .settings import Settings
+from .store import Store, connect
+from .version import RESQUE_VERSION
+from .worker import Worker
+
+log = logging.getLogger("resque_compat.runner")
+
+TITLE_PREFIX = f"resque-{RESQUE_VERSION}: "
+#: How often the process title is refreshed; titles are for ``ps`` and humans, not per job.
+TITLE_REFRESH = 0.25
+
+
+class Runner:
+    """Owns the workers of one process. ``run()`` returns the exit code."""
+
+    def __init__(self, settings: Settings, hostname: Optional[str] = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.queues = QueueList(settings.queues)
+        if not self.queues:
+            raise ConfigurationError("no queues to work: set QUEUE, e.g. resque-py work QUEUE=critical,high")
+        self.hostname = hostname or settings.hostname or socket.gethostname()
+        self.pid = os.getpid()
+        self.clock = clock
+        self.keys = Keys(settings.namespace)
+        self.store = Store(connect(settings.redis_url, max_connections=settings.effective_redis_pool),
+                           self.keys)
+        self.fetcher = Fetcher(
+            self.store, self.queues,
+            interval=settings.interval,
+            min_interval=settings.effective_min_interval,
+            max_interval=settings.effective_max_interval,
+            backoff_interval=settings.backoff_interval,
+            poll_cap=settings.poll_interval,
+            clock=clock,
+        )
+        self.workers: List[Worker] = [
+            Worker(records.worker_id(self.hostname, self.pid, self.queues.include, str(slot)),
+                   self.fetcher, self.store, clock)
+            for slot in range(settings.fibers)
+        ]
+        self.ids = [w.id for w in self.workers]
+        self.heartbeat = HeartbeatThread(store_factory(settings.redis_url, settings.namespace),
+                                         self.ids, settings.heartbeat_interval, self._started_text)
+        self.shutdown_requested = Event()
+        self.exit_code = 0
+        self._term_timer: Optional[gevent.Greenlet] = None
+        self._last_title = ""
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def run(self) -> int:
+        setproctitle("resque: Starting")
+        self._write_pidfile()
+        try:
+            self.startup()
+            self._install_signals()
+            log.info("Starting %d worker(s) %s:%s:%s", len(self.workers), self.hostname, self.pid,
+                     self.queues.id_field)
+            fetcher = gevent.spawn(self.fetcher.run)
+            titles = gevent.spawn(self._title_loop)
+            for w in self.workers:
+                w.greenlet = gevent.spawn(w.work)
+            gevent.joinall([w.greenlet for w in self.workers])
+            self.fetcher.close()
+            fetcher.join()
+            titles.kill()
+            for w in self.workers:
+                if w.greenlet.exception is not None and not isinstance(w.greenlet.exception, TermException):
+                    log.error("worker %s crashed: %r", w.id, w.greenlet.exception)
+                    self.exit_code = 1
+        finally:
+            self.shutdown()
+            self._remove_pidfile()
+        log.info("Exiting (processed %d job(s), %d failed)", sum(w.processed for w in self.workers),
+                 sum(w.failed for w in self.workers))
+        return self.exit_code
+
+    def startup(self) -> None:
+        """Ruby's order: HDEL heartbeats, prune, heartbeat, register (WIRE §6.7 Startup)."""
+        self.store.clear_heartbeats(self.ids)
+        pruned = prune_dead_workers(
+            self.store, self.ids[0], self.queues, self.hostname,
+            prune_interval=self.settings.effective_prune_interval,
+            lock_ttl=self.settings.heartbeat_interval,
+            now=self.clock,
+        )
+        if pruned:
+            log.info("Pruned %d dead worker(s)", len(pruned))
+        self.heartbeat.start()
+        # Ruby's heartbeat thread beats before registration; wait (cooperatively) for it.
+        deadline = self.clock() + 5
+        while self.heartbeat.beats == 0 and self.clock() < deadline:
+            gevent.sleep(0.005)
+        self.store.register_workers(self.ids, self._started_text())
+        self.heartbeat.registered = True
+
+    def shutdown(self) -> None:
+        """Stop the heartbeat, then unregister every slot (DirtyExit for any job still held)."""
+        self.heartbeat.stop()
+        try:
+            held = self.store.worker_jobs(self.ids)
+            entries = []
+            for wid, raw in zip(self.ids, held):
+                if raw:
+                    record = codec.decode(raw)
+                    entries.append(dirty_exit_entry(record, DirtyExit("Job still being processed"),
+                                                    wid, self.clock()))
+            self.store.unregister_workers(self.ids, entries)
+        except Exception:
+            log.exception("could not unregister %d worker(s); a Ruby worker's pruning will "
+                          "remove them once our heartbeats expire", len(self.ids))
+            self.exit_code = self.exit_code or 1
+
+    def _started_text(self) -> str:
+        return codec.time_to_s(self.clock())
+
+    # -- signals (WIRE §6.1); handlers run in their own greenlet, never inside a raw handler --
+    def _install_signals(self) -> None:
+        gevent.signal_handler(signal.SIGQUIT, self.quit)
+        gevent.signal_handler(signal.SIGTERM, self.terminate, "SIGTERM")
+        gevent.signal_handler(signal.SIGINT, self.terminate, "SIGINT")
+        gevent.signal_handler(signal.SIGUSR1, self.kill_jobs, "SIGUSR1")
+        gevent.signal_handler(signal.SIGUSR2, self.pause)
+        gevent.signal_handler(signal.SIGCONT, self.resume)
+
+    def quit(self) -> None:
+        """QUIT: take no new jobs, let every in-flight job finish, then exit 0."""
+        log.info("QUIT received: finishing %d job(s), then exiting", self.busy_count())
+        self.shutdown_requested.set()
+        self.fetcher.stop()
+
+    def terminate(self, name: str = "SIGTERM") -> None:
+        """TERM/INT: no new jobs; in-flight jobs get RESQUE_TERM_TIMEOUT, then are killed and
+        recorded as failures. A second signal does not shorten the grace period."""
+        if self._term_timer is not None:
+            log.info("%s received again: still waiting for in-flight jobs", name)
+            return
+        log.info("%s received: giving %d job(s) %.1fs to finish", name, self.busy_count(),
+                 self.settings.term_timeout)
+        self.shutdown_requested.set()
+        self.fetcher.stop()
+        self._term_timer = gevent.spawn_later(self.settings.term_timeout, self.kill_jobs, name)
+
+    def kill_jobs(self, name: str = "SIGUSR1") -> None:
+        """Raise TermException in every busy slot; each records its job as a failure."""
+        busy = [w for w in self.workers if w.job is not None and w.greenlet is not None]
+        if busy:
+            log.warning("%s: killing %d in-flight job(s)", name, len(busy))
+        for w in busy:
+            w.greenlet.kill(TermException(name), block=False)
+
+    def pause(self) -> None:
+        log.info("USR2 received: pausing (no new jobs until CONT)")
+        self.fetcher.paused = True
+        self._refresh_title()
+
+    def resume(self) -> None:
+        log.info("CONT received: resuming")
+        self.fetcher.paused = False
+        self.fetcher.nudge()
+        self._refresh_title()
+
+    # -- process title (WIRE §6.4): must always match Ruby's ps rule [r]esque-[0-9] ------------
+    def busy_count(self) -> int:
+        return sum(1 for w in self.workers if w.job is not None)
+
+    def title(self) -> str:
+        if self.fetcher.paused or self.fetcher.redis_paused:
+            return TITLE_PREFIX + "Paused"
+        busy = [w for w in self.workers if w.job is not None]
+        if not busy:
+            return TITLE_PREFIX + "Waiting for " + ",".join(self.fetcher.current_queues)
+        if len(self.workers) == 1:
+            job = busy[0].job
+            return f"{TITLE_PREFIX}Processing {job.queue} since {int(busy[0].job_started)} [{job.display_class}]"
+        return f"{TITLE_PREFIX}Processing {len(busy)} of {len(self.workers)} jobs"
+
+    def _refresh_title(self) -> None:
+        text = self.title()
+        if text != self._last_title:
+            setproctitle(text)
+            self._last_title = text
+
+    def _title_loop(self) -> None:
+        while True:
+            self._refresh_title()
+            gevent.sleep(TITLE_REFRESH)
+
+    # -- pidfile -------------------------------------------------------------------------------
+    def _write_pidfile(self) -> None:
+        if self.settings.pidfile:
+            with open(self.settings.pidfile, "w") as fh:
+                fh.write(f"{self.pid}\n")
+
+    def _remove_pidfile(self) -> None:
+        if self.settings.pidfile:
+            try:
+                os.unlink(self.settings.pidfile)
+            except FileNotFoundError:
+                pass

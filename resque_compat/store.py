@@ -1,0 +1,312 @@
+"""Every Redis command the worker and the client send: one method per Resque event.
+
+Methods are named after Ruby's ``DataStore`` verbs so the Ruby team can map them line for line
+(WIRE §6.7). Each is one round trip (a pipeline or a script) unless its docstring says otherwise.
+Key names come from :mod:`keys`; JSON text comes from :mod:`codec`/:mod:`records`: this module
+never builds JSON itself except by concatenating strings those modules produced.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import redis
+
+from .keys import Keys
+
+#: Pops up to one job per free slot in strict queue priority and writes ``worker:<id>`` for each
+#: in the same atomic step, so a job is always either in its queue or in exactly one
+#: ``worker:<id>`` (never lost between LPOP and SET, unlike Ruby, WIRE §3.3). Before that it
+#: finishes the slots whose jobs are done (Ruby's ``done_working``: DEL + INCRBY x2, §6.7).
+#:
+#: The record is built by concatenation so the payload keeps its exact bytes (WIRE §9.6). A
+#: payload that is not a JSON object is stored as a JSON string (ASCII-escaped byte by byte), so
+#: ``worker:<id>`` is always valid JSON: resque-web and Ruby's pruner crash on anything else
+#: (WIRE §3.4, §5.2).
+#:
+#: KEYS: pause-all-workers, stat:processed, (worker:<id>, stat:processed:<id>) per done slot,
+#:       worker:<id> per free slot, queue:<q> per queue.
+#: ARGV: n_done, n_free, n_queues, then one record prefix per queue.
+#: Returns: {paused (0/1), queue_index, raw, queue_index, raw, ...}; the i-th job is the i-th
+#:          free slot's.
+RESERVE_SCRIPT = r"""
+local n_done = tonumber(ARGV[1])
+local n_free = tonumber(ARGV[2])
+local n_queues = tonumber(ARGV[3])
+local k = 3
+for i = 1, n_done do
+  redis.call('DEL', KEYS[k])
+  redis.call('INCRBY', KEYS[k + 1], 1)
+  k = k + 2
+end
+if n_done > 0 then
+  redis.call('INCRBY', KEYS[2], n_done)
+end
+local out = {0}
+if n_free == 0 then
+  return out
+end
+local pause = redis.call('GET', KEYS[1])
+if pause and string.lower(string.match(pause, '^%s*(.-)%s*$')) == 'true' then
+  out[1] = 1
+  return out
+end
+local free_first = k
+local queue_first = k + n_free
+local function as_json_string(s)
+  return '"' .. (string.gsub(s, '[%z\1-\31"\\\127-\255]', function(c)
+    return string.format('\\u%04x', string.byte(c))
+  end)) .. '"'
+end
+local slot = 0
+local q = 1
+while slot < n_free and q <= n_queues do
+  local raw = redis.call('LPOP', KEYS[queue_first + q - 1])
+  if raw then
+    local body = raw
+    if not (string.find(raw, '^%s*{') and pcall(cjson.decode, raw)) then
+      body = as_json_string(raw)
+    end
+    redis.call('SET', KEYS[free_first + slot], ARGV[3 + q] .. body .. '}')
+    out[#out + 1] = q
+    out[#out + 1] = raw
+    slot = slot + 1
+  else
+    q = q + 1
+  end
+end
+return out
+"""
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """One popped job: which free slot got it, from which queue, and the raw bytes."""
+
+    slot_index: int
+    queue: str
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class PruneView:
+    """What Ruby's pruner reads in one go: registered ids, heartbeats and the server time."""
+
+    workers: List[str]
+    heartbeats: Dict[str, str]
+    server_time: float
+
+
+def _text(value: Optional[bytes]) -> Optional[str]:
+    if value is None:
+        return None
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+
+
+class Store:
+    """Resque's Redis commands over one redis-py client (``decode_responses=False``)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
+        self._reserve = client.register_script(RESERVE_SCRIPT)
+
+    # -- client side ---------------------------------------------------------------------------
+    def push(self, queue: str, item: str) -> None:
+        """``Resque.push``: SADD queues + RPUSH queue:<q>, one pipeline (WIRE §2.3)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.sadd(self.keys.queues, queue)
+        pipe.rpush(self.keys.queue(queue), item)
+        pipe.execute()
+
+    def remove_items(self, queue: str, item: str) -> int:
+        """``Job.destroy`` with args: LREM of the exact bytes (WIRE §2.4)."""
+        return int(self.redis.lrem(self.keys.queue(queue), 0, item))
+
+    def remove_raw_items(self, queue: str, raws: Iterable[bytes]) -> int:
+        pipe = self.redis.pipeline(transaction=False)
+        for raw in raws:
+            pipe.lrem(self.keys.queue(queue), 0, raw)
+        return sum(int(n) for n in pipe.execute())
+
+    def queue_items(self, queue: str, start: int = 0, count: int = -1) -> List[bytes]:
+        stop = -1 if count < 0 else start + count - 1
+        return list(self.redis.lrange(self.keys.queue(queue), start, stop))
+
+    def queue_size(self, queue: str) -> int:
+        return int(self.redis.llen(self.keys.queue(queue)))
+
+    def queue_names(self) -> List[str]:
+        return sorted(_text(q) for q in self.redis.smembers(self.keys.queues))
+
+    def remove_queue(self, queue: str) -> None:
+        """``Resque.remove_queue``: SREM queues + DEL queue:<q>."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.srem(self.keys.queues, queue)
+        pipe.delete(self.keys.queue(queue))
+        pipe.execute()
+
+    def info(self) -> Tuple[List[str], List[int], int, int, List[str], int]:
+        """Raw numbers for ``Resque.info``: queues, their sizes, processed, failed, workers,
+        working count. Two round trips (the sizes depend on the queue names)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.smembers(self.keys.queues)
+        pipe.get(self.keys.processed)
+        pipe.llen(self.keys.failed)
+        pipe.smembers(self.keys.workers)
+        queues_raw, processed, failed, workers_raw = pipe.execute()
+        queues = sorted(_text(q) for q in queues_raw)
+        workers = sorted(_text(w) for w in workers_raw)
+        pipe = self.redis.pipeline(transaction=False)
+        for q in queues:
+            pipe.llen(self.keys.queue(q))
+        if workers:
+            pipe.mget([self.keys.worker(w) for w in workers])
+        replies = pipe.execute()
+        sizes = [int(n) for n in replies[: len(queues)]]
+        jobs = replies[len(queues)] if workers else []
+        working = sum(1 for j in jobs if j)
+        return queues, sizes, _int(processed), int(failed), workers, working
+
+    def worker_ids(self) -> List[str]:
+        return sorted(_text(w) for w in self.redis.smembers(self.keys.workers))
+
+    def worker_jobs(self, ids: Sequence[str]) -> List[Optional[bytes]]:
+        """MGET worker:<id> for each id (resque-web's Working page read)."""
+        if not ids:
+            return []
+        return list(self.redis.mget([self.keys.worker(i) for i in ids]))
+
+    def failures(self, start: int = 0, count: int = 1) -> List[bytes]:
+        stop = -1 if count < 0 else start + count - 1
+        return list(self.redis.lrange(self.keys.failed, start, stop))
+
+    def failure_count(self) -> int:
+        return int(self.redis.llen(self.keys.failed))
+
+    def stat(self, name: str, worker_id: Optional[str] = None) -> int:
+        key = self.keys.stat(name) if worker_id is None else self.keys.worker_stat(name, worker_id)
+        return _int(self.redis.get(key))
+
+    # -- worker life cycle ---------------------------------------------------------------------
+    def clear_heartbeats(self, ids: Sequence[str]) -> None:
+        """HDEL our heartbeat fields before pruning and registering, as Ruby does (§6.7)."""
+        if ids:
+            self.redis.hdel(self.keys.heartbeats, *ids)
+
+    def acquire_pruning_lock(self, worker_id: str, ttl: int) -> bool:
+        """``SET pruning_dead_workers_in_progress <id> NX EX <ttl>`` (WIRE §3.5 step 1)."""
+        return bool(self.redis.set(self.keys.pruning_lock, worker_id, nx=True, ex=max(1, int(ttl))))
+
+    def prune_view(self) -> PruneView:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.smembers(self.keys.workers)
+        pipe.hgetall(self.keys.heartbeats)
+        pipe.time()
+        workers, beats, (secs, micros) = pipe.execute()
+        return PruneView(
+            workers=sorted(_text(w) for w in workers),
+            heartbeats={_text(k): _text(v) for k, v in beats.items()},
+            server_time=secs + micros / 1e6,
+        )
+
+    def register_workers(self, ids: Sequence[str], started: str) -> None:
+        """``register_worker`` for each slot: SADD workers + SET worker:<id>:started (§6.7)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for wid in ids:
+            pipe.sadd(self.keys.workers, wid)
+            pipe.set(self.keys.worker_started(wid), started)
+        pipe.execute()
+
+    def server_time(self) -> float:
+        secs, micros = self.redis.time()
+        return secs + micros / 1e6
+
+    def registered(self, ids: Sequence[str]) -> List[bool]:
+        pipe = self.redis.pipeline(transaction=False)
+        for wid in ids:
+            pipe.sismember(self.keys.workers, wid)
+        return [bool(x) for x in pipe.execute()]
+
+    def heartbeat(self, beats: Mapping[str, str]) -> None:
+        """``HSET workers:heartbeat`` for every slot at once."""
+        if beats:
+            self.redis.hset(self.keys.heartbeats, mapping=dict(beats))
+
+    def finish_and_reserve(
+        self,
+        done_ids: Sequence[str],
+        free_ids: Sequence[str],
+        queues: Sequence[str],
+        record_prefixes: Sequence[str],
+    ) -> Tuple[bool, List[Reserved]]:
+        """``done_working`` for finished slots, then ``reserve`` for free ones: one script call.
+
+        Returns (paused, jobs); ``paused`` means ``pause-all-workers`` is set and nothing was
+        taken. See :data:`RESERVE_SCRIPT`.
+        """
+        keys = [self.keys.pause_all_workers, self.keys.processed]
+        for wid in done_ids:
+            keys.append(self.keys.worker(wid))
+            keys.append(self.keys.worker_stat("processed", wid))
+        keys.extend(self.keys.worker(wid) for wid in free_ids)
+        keys.extend(self.keys.queue(q) for q in queues)
+        args = [len(done_ids), len(free_ids), len(queues), *record_prefixes]
+        reply = self._reserve(keys=keys, args=args)
+        paused = bool(int(reply[0]))
+        jobs = [
+            Reserved(slot_index=i, queue=queues[int(reply[1 + 2 * i]) - 1], raw=reply[2 + 2 * i])
+            for i in range((len(reply) - 1) // 2)
+        ]
+        return paused, jobs
+
+    def record_failure(self, entry: str, worker_id: Optional[str], count: bool = True) -> None:
+        """``Failure::Redis#save`` + ``stat:failed`` and ``stat:failed:<id>`` (WIRE §4.4).
+
+        ``count=False`` for DirtyExit entries written while unregistering, which Ruby does not
+        count (§4.4 Counters).
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.rpush(self.keys.failed, entry)
+        if count:
+            pipe.incrby(self.keys.failed_count, 1)
+            if worker_id:
+                pipe.incrby(self.keys.worker_stat("failed", worker_id), 1)
+        pipe.execute()
+
+    def unregister_workers(self, ids: Sequence[str], failures: Sequence[str] = ()) -> None:
+        """``unregister_worker``: any DirtyExit entries, then Ruby's six commands per id (§3.5)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for entry in failures:
+            pipe.rpush(self.keys.failed, entry)
+        for wid in ids:
+            pipe.srem(self.keys.workers, wid)
+            pipe.delete(self.keys.worker(wid))
+            pipe.delete(self.keys.worker_started(wid))
+            pipe.hdel(self.keys.heartbeats, wid)
+            pipe.delete(self.keys.worker_stat("processed", wid))
+            pipe.delete(self.keys.worker_stat("failed", wid))
+        pipe.execute()
+
+
+def _int(value: Optional[bytes]) -> int:
+    """Ruby reads non-integer stats as 0 (WIRE §5.2, tolerated)."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def connect(url: str, max_connections: int = 10, timeout: float = 20.0,
+            connect_timeout: float = 2.0) -> redis.Redis:
+    """A client over a bounded, blocking pool: greenlets wait for a connection rather than
+    opening one each (issue: idle greenlets must not hold a connection each)."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout,
+        socket_connect_timeout=connect_timeout,
+        socket_keepalive=True,
+        health_check_interval=30,
+    )
+    return redis.Redis(connection_pool=pool)

@@ -1,0 +1,124 @@
+"""Worker: one Resque worker id served by one greenlet. The per-job flow lives here.
+
+``work_one_job`` is Ruby's ``Worker#work_one_job`` + ``perform`` + ``report_failed_job`` +
+``done_working`` (WIRE §6.7), readable top to bottom: reserve, perform, record, done.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Optional
+
+import gevent
+import redis
+
+from . import codec, records, registry
+from .errors import DontPerform, PayloadError, TermException
+from .fetcher import Fetcher
+from .log import VERBOSE
+from .records import Job
+from .store import Store
+
+log = logging.getLogger("resque_compat.worker")
+
+#: How long a failure entry is retried while Redis is away before we give up and log it.
+FAILURE_RETRY_SECONDS = 60.0
+
+
+class Worker:
+    """One slot: the id ``host:pid:queues:slot`` that resque-web lists as a worker."""
+
+    def __init__(self, worker_id: str, fetcher: Fetcher, store: Store,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.id = worker_id
+        self.fetcher = fetcher
+        self.store = store
+        self.clock = clock
+        self.job: Optional[Job] = None
+        self.job_started = 0.0
+        self.greenlet: Optional[gevent.Greenlet] = None
+        self.processed = 0
+        self.failed = 0
+
+    def __str__(self) -> str:
+        return self.id
+
+    def work(self) -> None:
+        """Take and run jobs until the fetcher says stop (QUIT, TERM, INTERVAL=0 drained)."""
+        while True:
+            try:
+                if not self.work_one_job():
+                    return
+            except TermException:
+                # A kill that arrived just after the job ended: there is nothing left to stop.
+                if self.job is None:
+                    continue
+                raise
+
+    def work_one_job(self) -> bool:
+        """Reserve, perform and record one job exactly as Ruby's Worker#work_one_job does."""
+        job = self.fetcher.reserve(self.id)  # LPOP + SET worker:<id>, atomic, for many slots
+        if job is None:
+            return False
+        self.job, self.job_started = job, self.clock()
+        log.log(VERBOSE, "got: %s", job, extra={"worker": self.id, "queue": job.queue})
+        try:
+            self.perform(job)
+        except DontPerform:
+            log.log(VERBOSE, "skipped: %s (a before_perform hook raised DontPerform)", job)
+        except Exception as exc:  # unknown class, bad payload, job error, TERM after the grace
+            self.failed += 1
+            self.report_failure(job, exc)
+        else:
+            log.log(VERBOSE, "done: %s", job, extra={
+                "worker": self.id, "queue": job.queue, "job_class": job.class_name,
+                "seconds": round(self.clock() - self.job_started, 6)})
+        finally:
+            self.job = None
+            self.processed += 1
+            self.fetcher.done_working(self.id)  # DEL worker:<id> + INCRBY processed x2, batched
+        return True
+
+    def perform(self, job: Job) -> Any:
+        """Run the job's registered Python code with the payload's args (``perform(*args)``)."""
+        if job.problem:
+            raise PayloadError(
+                f"cannot run this {job.queue!r} queue item: {job.problem}. Resque jobs are JSON "
+                'objects {"class":"Ruby::Name","args":[...]}; fix the producer, then retry or '
+                "remove this failure"
+            )
+        spec = registry.lookup(job.class_name)
+        return spec.perform(*job.args)
+
+    def report_failure(self, job: Job, exc: BaseException) -> None:
+        """Ruby's ``report_failed_job``: the failure entry, then ``stat:failed`` (+ per worker).
+
+        Never raises: while Redis is away it retries for a while, then logs the entry so the
+        failure is at least visible.
+        """
+        entry = records.failure_entry(
+            failed_at=codec.failed_at(self.clock()),
+            payload_json=job.payload_json(),
+            exception=records.exception_name(exc),
+            error=str(exc),
+            backtrace=records.backtrace_lines(exc.__traceback__),
+            worker=self.id,
+            queue=job.queue,
+        )
+        log.warning("failed: %s: %s: %s", job, records.exception_name(exc), exc,
+                    extra={"worker": self.id, "queue": job.queue, "job_class": job.class_name})
+        deadline = self.clock() + FAILURE_RETRY_SECONDS
+        delay = 0.1
+        while True:
+            try:
+                self.store.record_failure(entry, self.id)
+                return
+            except (redis.ConnectionError, redis.TimeoutError) as err:
+                if self.clock() > deadline:
+                    log.error("could not record a failure for %s (Redis: %s); entry: %s", job, err, entry)
+                    return
+                gevent.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception:
+                log.exception("could not record a failure for %s; entry: %s", job, entry)
+                return
