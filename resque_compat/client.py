@@ -60,7 +60,7 @@ class Resque:
         The bytes are exactly Ruby's, so Ruby's ``Resque.dequeue(Klass, *args)`` removes it.
         """
         class_name = self._class_name(job)
-        if queue is None:
+        if queue is None or queue is False:  # Ruby: a nil or false queue
             raise NoQueueError(
                 f"Jobs must be placed onto a queue. No queue could be inferred for class {class_name}"
             )
@@ -86,6 +86,8 @@ class Resque:
 
     @staticmethod
     def _class_name(job: JobRef) -> str:
+        if job is None:
+            return ""  # Ruby: nil.to_s, refused with NoClassError
         if isinstance(job, str):
             return job
         return registry.spec_for(job).name
@@ -133,10 +135,10 @@ class Resque:
         }
 
     def _redis_id(self) -> str:
-        """Ruby's ``redis_id``: ``redis://host:port/db``."""
+        """Ruby's ``redis_id`` (redis-rb ``Client#id``): ``redis://<host:port or path>/db``."""
         kw = self.redis.connection_pool.connection_kwargs
         if "path" in kw:
-            return f"unix://{kw['path']}/{kw.get('db', 0)}"
+            return f"redis://{kw['path']}/{kw.get('db', 0)}"
         return f"redis://{kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
 
 

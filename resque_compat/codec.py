@@ -199,14 +199,17 @@ def failed_at(epoch: float, with_zone: bool = True) -> str:
 def ruby_time_to_s(value: _dt.datetime) -> str:
     """A ``datetime`` argument as Ruby's ``Time#to_s`` would put it in a job (fixture 01).
 
-    UTC prints as ``UTC``, other offsets as ``+0530``; naive datetimes are taken as local time.
-    Sub-seconds are dropped, as Ruby drops them.
+    An aware UTC datetime prints as ``UTC`` (Ruby's ``Time#utc``), other offsets as ``+0530``.
+    A naive datetime is local time, and Ruby prints a local ``Time`` with a numeric offset even
+    when the zone is UTC (``+0000``, as in ``worker:<id>:started``). Sub-seconds are dropped, as
+    Ruby drops them.
     """
-    if value.tzinfo is None:
+    local = value.tzinfo is None or value.utcoffset() is None
+    if local:
         value = value.astimezone()
     offset = value.utcoffset() or _dt.timedelta(0)
     base = value.strftime("%Y-%m-%d %H:%M:%S")
-    if value.tzinfo is _dt.timezone.utc or (offset == _dt.timedelta(0) and value.tzname() in ("UTC", "Z")):
+    if not local and offset == _dt.timedelta(0) and value.tzname() in ("UTC", "Z"):
         return base + " UTC"
     total = int(offset.total_seconds())
     sign = "-" if total < 0 else "+"

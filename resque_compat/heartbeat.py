@@ -12,6 +12,7 @@ import re
 import subprocess
 from typing import Callable, Dict, List, Optional, Sequence
 
+import gevent
 import redis
 from gevent import monkey
 from gevent.threadpool import ThreadPool
@@ -24,8 +25,9 @@ from .store import Store
 
 log = logging.getLogger("resque_compat.heartbeat")
 
-#: What Ruby's pruner greps ``ps -A -o pid,command`` for (WIRE §3.5 step 2).
-RESQUE_PS_LINE = re.compile(r"resque:work|resque: Starting|resque-[0-9]")
+#: What Ruby's pruner greps ``ps -A -o pid,command`` for (WIRE §3.5 step 2):
+#: ``grep -E "[r]esque:work|[r]esque:\sStarting|[r]esque-[0-9]" | grep -v "resque-web"``.
+RESQUE_PS_LINE = re.compile(r"resque:work|resque:\sStarting|resque-[0-9]")
 
 _real_lock = monkey.get_original("_thread", "allocate_lock")
 
@@ -50,6 +52,7 @@ class HeartbeatThread:
         self.registered = False
         self._stop = _real_lock()
         self._stop.acquire()
+        self._stopping = False
         self._pool: Optional[ThreadPool] = None
         self._result = None
 
@@ -61,6 +64,7 @@ class HeartbeatThread:
         """Stop and wait (cooperatively) for the thread to finish its current beat."""
         if self._pool is None:
             return
+        self._stopping = True  # a beat still running must not re-register ids being unregistered
         self._stop.release()
         self._result.wait(timeout)
         self._pool.kill()
@@ -71,7 +75,8 @@ class HeartbeatThread:
         try:
             while True:
                 try:
-                    beat(store, self.ids, self.started if self.registered else None)
+                    reregister = self.registered and not self._stopping
+                    beat(store, self.ids, self.started if reregister else None)
                     self.beats += 1
                 except redis.RedisError as exc:
                     log.error("heartbeat failed (%s); retrying in %.0fs", exc, self.interval)
@@ -79,6 +84,9 @@ class HeartbeatThread:
                     return
         finally:
             store.redis.close()
+            # This thread got its own gevent hub when its socket first waited; destroy it here,
+            # in its own thread: a hub left for interpreter exit to tear down segfaults.
+            gevent.get_hub().destroy(destroy_loop=True)
 
 
 def beat(store: Store, ids: Sequence[str], started: Optional[Callable[[], str]]) -> None:
@@ -98,8 +106,9 @@ def beat(store: Store, ids: Sequence[str], started: Optional[Callable[[], str]])
 
 def resque_pids() -> List[str]:
     """Pids (as strings, compared exactly as Ruby does) of processes that look like Resque."""
+    # Any process may have argv bytes that are not UTF-8: never let one crash our start-up.
     out = subprocess.run(["ps", "-A", "-o", "pid,command"], capture_output=True, text=True,
-                         check=False).stdout
+                         errors="replace", check=False).stdout
     pids = []
     for line in out.splitlines()[1:]:
         if RESQUE_PS_LINE.search(line) and "resque-web" not in line:
@@ -107,16 +116,65 @@ def resque_pids() -> List[str]:
     return pids
 
 
+#: The heartbeat shapes Ruby's ``Time.parse`` reads (WIRE §3.6): ``T`` or a space between date
+#: and time, optional fraction, and a zone that is ``Z``/``UTC``/``GMT``, a numeric offset with or
+#: without a colon (``+05:30``, ``+0530``, ``+05``), or absent (then the reader's local time).
+_HEARTBEAT = re.compile(
+    r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:T|\s+)(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:[.,](\d+))?)?"
+    r"\s*(?:(?P<utc>Z|UTC|GMT)|(?P<sign>[+-])(?P<oh>\d{2})(?::?(?P<om>\d{2}))?)?$",
+    re.IGNORECASE,
+)
+
+
 def parse_heartbeat(text: str) -> Optional[float]:
     """Epoch seconds of a heartbeat value, for the formats Ruby's ``Time.parse`` reads back
     from Ruby and from us; None for anything else (we never prune on a value we cannot read)."""
-    value = text.strip()
-    for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%d %H:%M:%S %z"):
-        try:
-            return _dt.datetime.strptime(value.replace("Z", "+0000"), fmt).timestamp()
-        except ValueError:
-            continue
-    return None
+    m = _HEARTBEAT.match(text.strip())
+    if m is None:
+        return None
+    year, month, day, hour, minute = (int(g) for g in m.groups()[:5])
+    second = int(m.group(6) or 0)
+    micro = int((m.group(7) or "0")[:6].ljust(6, "0"))
+    if m.group("utc"):
+        tz: Optional[_dt.tzinfo] = _dt.timezone.utc
+    elif m.group("sign"):
+        minutes = int(m.group("oh")) * 60 + int(m.group("om") or 0)
+        tz = _dt.timezone(_dt.timedelta(minutes=-minutes if m.group("sign") == "-" else minutes))
+    else:
+        tz = None  # Ruby reads a zone-less time as the reader's local time; so does timestamp()
+    try:
+        return _dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=tz).timestamp()
+    except (ValueError, OverflowError):
+        return None
+
+
+def _ruby_split(text: str, sep: str) -> List[str]:
+    """Ruby's ``String#split(sep)``: like Python's, but trailing empty fields are dropped."""
+    parts = text.split(sep)
+    while parts and parts[-1] == "":
+        parts.pop()
+    return parts
+
+
+def _pruner_fields(wid: str) -> Optional[tuple]:
+    """(host, pid, queue set) as Ruby's pruner reads an id with ``split(':')``, fields 1-3 only
+    (WIRE §3.4); None where Ruby itself would crash (fewer than three fields)."""
+    parts = _ruby_split(wid, ":")
+    if len(parts) < 3:
+        return None
+    return parts[0], parts[1], frozenset(_ruby_split(parts[2], ","))
+
+
+def _ruby_to_s(value: object) -> str:
+    """``"#{value}"`` for the JSON scalars a job's ``class`` can hold."""
+    if value is True:
+        return "true"
+    if isinstance(value, float):
+        return codec.ruby_float(value)
+    if isinstance(value, str):
+        return value
+    # Ruby would print a Hash or Array with #inspect; neither names a class, so JSON will do.
+    return codec.encode(value) if isinstance(value, (dict, list)) else str(value)
 
 
 def prune_dead_workers(
@@ -137,31 +195,38 @@ def prune_dead_workers(
     if not store.acquire_pruning_lock(own_id, int(lock_ttl)):
         return []
     view = store.prune_view()
+    # 1. Heartbeat path, any host, every field of workers:heartbeat (registered or not):
+    #    Ruby's ``(now - Time.parse(beat)).to_i > Resque.prune_interval``.
     expired: Dict[str, None] = {}
     for wid, value in view.heartbeats.items():
+        if _pruner_fields(wid) is None:
+            log.warning("not pruning %s: not a worker id Ruby could parse", wid)
+            continue
         when = parse_heartbeat(value)
         if when is None:
             log.warning("not pruning %s: its heartbeat %r is not a time Ruby could parse", wid, value)
             continue
-        if view.server_time - when > prune_interval:
+        if int(view.server_time - when) > prune_interval:
             expired[wid] = None
+    # 2. ps path: same host, same queue set (unless we have '*'), pid string not in ps.
     local_pids: Optional[List[str]] = None
     same_host: List[str] = []
-    own_set = set(queues.include)
+    own_set = frozenset(queues.include)
     for wid in view.workers:
         if wid in expired:
             continue
-        parsed = records.ParsedWorkerId.parse(wid)
-        if parsed is None:
-            log.warning("not pruning %s: not an id Ruby could parse", wid)
+        fields = _pruner_fields(wid)
+        if fields is None:
+            log.warning("not pruning %s: not a worker id Ruby could parse", wid)
             continue
-        if not queues.has_star and set(parsed.queues) != own_set:
+        host, pid, worker_queues = fields
+        if not queues.has_star and worker_queues != own_set:
             continue
-        if parsed.host != hostname:
+        if host != hostname:
             continue
         if local_pids is None:
             local_pids = pids()
-        if parsed.pid in local_pids:
+        if pid in local_pids:
             continue
         same_host.append(wid)
     victims = list(expired) + same_host
@@ -174,10 +239,12 @@ def prune_dead_workers(
         if record is None:
             continue
         if wid in expired:
+            # Ruby: job_class = worker.job(false)['payload']['class'] rescue nil; job ||= "<Unknown Job>"
             payload = record.get("payload")
             job_class = payload.get("class") if isinstance(payload, dict) else None
+            shown = "<Unknown Job>" if job_class is None or job_class is False else _ruby_to_s(job_class)
             exc: DirtyExit = PruneDeadWorkerDirtyExit(
-                f"Worker {wid} did not gracefully exit while processing {job_class or '<Unknown Job>'}")
+                f"Worker {wid} did not gracefully exit while processing {shown}")
         else:
             exc = DirtyExit("Job still being processed")
         entries.append(dirty_exit_entry(record, exc, wid, now()))

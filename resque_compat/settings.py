@@ -20,6 +20,7 @@ from .errors import ConfigurationError
 from .keys import DEFAULT_NAMESPACE
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def _float(name: str, minimum: float = 0.0) -> Callable[[str], float]:
@@ -228,8 +229,18 @@ class Settings:
         return cls(**values).validated()
 
     def validated(self) -> "Settings":
+        """Check values however they arrived (env, words, options or the API) against the table."""
         if not self.namespace:
             raise ConfigurationError("RESQUE_NAMESPACE must not be empty; Ruby's default is 'resque'")
+        if not str(self.redis_url).startswith(_REDIS_SCHEMES):
+            raise ConfigurationError(
+                f"REDIS_URL must start with {', '.join(_REDIS_SCHEMES)}, e.g. "
+                f"REDIS_URL={DEFAULT_REDIS_URL} (got {self.redis_url!r})"
+            )
+        for setting in SETTINGS:
+            value = getattr(self, setting.field)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                setting.parse(repr(value))  # the same range check as a string from the env
         if self.max_interval is not None and self.max_interval < self.effective_min_interval:
             raise ConfigurationError("MAX_INTERVAL must not be smaller than MIN_INTERVAL")
         return self
@@ -248,8 +259,9 @@ def parse_words(words: Sequence[str]) -> Dict[str, Any]:
                 f"unexpected argument {word!r}: settings are given as KEY=VALUE, e.g. QUEUE=critical FIBERS=100"
             )
         if name not in _BY_ENV and name not in ("REDIS_URL", "RESQUE_NAMESPACE"):
+            known = sorted([*_BY_ENV, "REDIS_URL", "RESQUE_NAMESPACE"])
             raise ConfigurationError(
-                f"unknown setting {name!r}; known: {', '.join(sorted(_BY_ENV))} (see resque-py work --help)"
+                f"unknown setting {name!r}; known: {', '.join(known)} (see resque-py work --help)"
             )
         raw[name] = value
     return _typed(raw)

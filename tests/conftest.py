@@ -61,3 +61,80 @@ def unique() -> str:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+# -- worker subprocesses ---------------------------------------------------------------------
+
+import signal as _signal  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+JOBS_FILE = os.path.join(ROOT, "tests", "jobs.py")
+
+
+class WorkerProcess:
+    """A real ``resque-py work`` process on the test DB (``python -m resque_compat``)."""
+
+    def __init__(self, words, env=None, require=JOBS_FILE, extra_args=()):
+        full_env = dict(os.environ)
+        for name in ("QUEUE", "QUEUES", "FIBERS", "INTERVAL", "VERBOSE", "VVERBOSE"):
+            full_env.pop(name, None)
+        full_env.update({"REDIS_URL": REDIS_URL, "PYTHONUNBUFFERED": "1"})
+        full_env.update(env or {})
+        args = [sys.executable, "-m", "resque_compat", "work", *words, *extra_args]
+        if require:
+            args += ["-r", require]
+        self.proc = subprocess.Popen(args, env=full_env, cwd=ROOT, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.pid = self.proc.pid
+        self.output = ""
+
+    def wait_registered(self, r, count=1, timeout=15.0, namespace="resque"):
+        """Wait until ``count`` ids with our pid are in ``workers``; returns them sorted."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            ids = sorted(w for w in r.smembers(namespace + ":workers") if f":{self.pid}:" in w)
+            if len(ids) >= count:
+                return ids
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited early ({self.proc.returncode}):\n{self.communicate()}")
+            time.sleep(0.01)
+        raise AssertionError(f"worker {self.pid} did not register {count} id(s) in {timeout}s")
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=20.0):
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+            raise AssertionError(f"worker did not exit within {timeout}s; output:\n{out}")
+        self.output += out or ""
+        return self.proc.returncode
+
+    def communicate(self):
+        out, _ = self.proc.communicate()
+        self.output += out or ""
+        return self.output
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(_signal.SIGKILL)
+            self.proc.communicate()
+
+
+@pytest.fixture
+def start_worker(r):
+    """Factory: ``start_worker("QUEUE=critical", "FIBERS=3")``; every process is killed after."""
+    procs = []
+
+    def start(*words, env=None, require=JOBS_FILE, extra_args=()):
+        proc = WorkerProcess(words, env=env, require=require, extra_args=extra_args)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()

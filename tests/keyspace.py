@@ -1,0 +1,83 @@
+"""Dump a namespace in the fixtures' JSON shape and normalise what varies between runs.
+
+``dump(r)`` gives ``{key: {"type", "value"[, "ttl"]}}`` exactly as ``fixtures/*/README.md``
+describes. ``normalize`` replaces worker ids and time strings with placeholders, so a dump of
+our worker and a Ruby fixture can be compared with ``==`` (STYLE.md practice 13).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any, Dict, Iterable
+
+import redis
+
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "fixtures", "ruby-resque-3.0")
+
+TIME_PATTERNS = [
+    (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d"), "<heartbeat>"),
+    (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"), "<run_at>"),
+    (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}"), "<started>"),
+    (re.compile(r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d [A-Z]{2,5}"), "<failed_at>"),
+]
+
+
+def load_fixture(name: str) -> Dict[str, Any]:
+    with open(os.path.join(FIXTURES, name), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def dump(r: redis.Redis, namespace: str = "resque", with_ttl: bool = False) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key in sorted(_s(k) for k in r.keys(namespace + ":*")):
+        kind = _s(r.type(key))
+        if kind == "string":
+            value: Any = _s(r.get(key))
+        elif kind == "list":
+            value = [_s(v) for v in r.lrange(key, 0, -1)]
+        elif kind == "set":
+            value = sorted(_s(v) for v in r.smembers(key))
+        elif kind == "hash":
+            value = {_s(k): _s(v) for k, v in sorted(r.hgetall(key).items())}
+        elif kind == "zset":
+            value = [[_s(m), repr(s)] for m, s in r.zrange(key, 0, -1, withscores=True)]
+        else:
+            value = None
+        entry = {"type": kind, "value": value}
+        ttl = r.ttl(key)
+        if with_ttl and ttl and ttl > 0:
+            entry["ttl"] = ttl
+        out[key] = entry
+    return out
+
+
+def _s(v: Any) -> Any:
+    return v.decode("utf-8", errors="surrogateescape") if isinstance(v, bytes) else v
+
+
+def normalize(keys: Dict[str, Any], worker_ids: Iterable[str], drop: Iterable[str] = ()) -> Dict[str, Any]:
+    """Replace each worker id with ``<worker>`` and time strings with ``<kind>`` placeholders;
+    drop keys named in ``drop`` (without namespace handling: give full keys)."""
+    ids = sorted(set(worker_ids), key=len, reverse=True)
+
+    def fix(text: str) -> str:
+        for wid in ids:
+            text = text.replace(wid, "<worker>")
+        for pattern, placeholder in TIME_PATTERNS:
+            text = pattern.sub(placeholder, text)
+        return text
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return fix(value)
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, dict):
+            return {fix(k): walk(v) for k, v in value.items()}
+        return value
+
+    drop = set(drop)
+    return {fix(k): {"type": v["type"], "value": walk(v["value"])}
+            for k, v in keys.items() if k not in drop}
