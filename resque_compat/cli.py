@@ -56,12 +56,16 @@ def main_group(ctx: click.Context, redis_url: Optional[str], namespace: Optional
 
 # -- work -----------------------------------------------------------------------------------------
 
+#: Settings read under more than one name (QUEUES beats QUEUE; LOGGING is VERBOSE's Ruby alias).
+_ENV_LABELS = {"QUEUE": "QUEUES/QUEUE", "VERBOSE": "VERBOSE/LOGGING"}
+
+
 def _work_options(func: Any) -> Any:
     """One click option per row of the settings table, each naming its env variable."""
     for setting in reversed(SETTINGS):
         if not setting.option:
             continue
-        env = "QUEUES/QUEUE" if setting.env == "QUEUE" else setting.env
+        env = _ENV_LABELS.get(setting.env, setting.env)
         func = click.option(setting.option, setting.field, metavar=setting.metavar, default=None,
                             help=f"{setting.help} [env/word: {env}]")(func)
     return func
@@ -137,7 +141,10 @@ def load_job_modules(names: Sequence[str]) -> None:
 def _resque(settings: Settings):  # -> Resque, imported lazily
     from .client import Resque
 
-    return Resque.from_url(settings.redis_url, settings.namespace)
+    try:
+        return Resque.from_url(settings.redis_url, settings.namespace)
+    except ValueError as exc:  # redis-py's URL parser: bad scheme, port or DB number
+        fail(f"cannot use Redis URL {settings.redis_url!r}: {exc}; check --redis / REDIS_URL")
 
 
 def _check_redis(settings: Settings) -> None:

@@ -26,6 +26,8 @@ log = logging.getLogger("resque_compat.fetcher")
 
 #: Longest pause between retries while Redis is unreachable.
 MAX_REDIS_BACKOFF = 5.0
+#: At shutdown, how many failed attempts to flush the last ``done`` marks before giving up.
+CLOSING_RETRIES = 12
 
 
 class Fetcher:
@@ -117,6 +119,10 @@ class Fetcher:
                     failures = 0
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     failures += 1
+                    if self._closing and failures > CLOSING_RETRIES:
+                        log.error("Redis still unreachable; %d finished job(s) were not marked done "
+                                  "(stat:processed not incremented)", len(self._done))
+                        return
                     delay = min(MAX_REDIS_BACKOFF, 0.1 * 2 ** min(failures, 6))
                     log.error("Redis unreachable while reserving jobs (%s); retrying in %.1fs", exc, delay)
                     continue

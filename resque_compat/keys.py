@@ -89,6 +89,14 @@ class Keys:
     def worker_stat(self, name: str, worker_id: str) -> str:
         return self._prefix + "stat:" + name + ":" + worker_id
 
+    def worker_processed(self, worker_id: str) -> str:
+        """``stat:processed:<id>``, deleted when the worker unregisters (fixtures 04, 04b)."""
+        return self.worker_stat("processed", worker_id)
+
+    def worker_failed(self, worker_id: str) -> str:
+        """``stat:failed:<id>``, deleted when the worker unregisters (fixtures 04, 04b)."""
+        return self.worker_stat("failed", worker_id)
+
     @property
     def processed(self) -> str:
         return self.stat("processed")

@@ -60,7 +60,8 @@ def job(name: str, queue: Optional[str] = None) -> Callable[[T], T]:
     def register(target: T) -> T:
         if inspect.isclass(target):
             perform = getattr(target, "perform", None)
-            if not callable(perform):
+            # A plain method would receive the first job argument as ``self``.
+            if not callable(perform) or inspect.isfunction(inspect.getattr_static(target, "perform", None)):
                 raise RegistryError(
                     f"class {target.__qualname__} registered as {name!r} needs a perform "
                     "staticmethod or classmethod, as a Ruby job class has self.perform"
@@ -70,7 +71,7 @@ def job(name: str, queue: Optional[str] = None) -> Callable[[T], T]:
         else:
             raise RegistryError(f"@job({name!r}) must decorate a function or a class, not {target!r}")
         spec = JobSpec(name=name, queue=queue, target=target, perform=perform, origin=_origin(target))
-        existing = _registry.get(name)
+        existing = _registry.get(name) or _registry.get(_other_spelling(name))
         if existing is not None and existing.target is not target:
             raise RegistryError(
                 f"job {name!r} is registered twice: at {existing.origin} and at {spec.origin}; "
@@ -82,10 +83,15 @@ def job(name: str, queue: Optional[str] = None) -> Callable[[T], T]:
     return register
 
 
+def _other_spelling(name: str) -> str:
+    """``::Foo`` and ``Foo`` name the same Ruby constant."""
+    return name[2:] if name.startswith("::") else "::" + name
+
+
 def lookup(name: str) -> JobSpec:
-    """The job registered under ``name``; JobNotRegistered says how to register it."""
+    """The job registered under ``name`` (with or without a leading ``::``)."""
     key = name[2:] if name.startswith("::") else name
-    spec = _registry.get(key) or _registry.get(name)
+    spec = _registry.get(name) or _registry.get(_other_spelling(name))
     if spec is None:
         raise JobNotRegistered(
             f"no Python job is registered as {name!r}: add @job({key!r}) to a function or class "

@@ -234,7 +234,7 @@ class Settings:
             raise ConfigurationError("RESQUE_NAMESPACE must not be empty; Ruby's default is 'resque'")
         if not str(self.redis_url).startswith(_REDIS_SCHEMES):
             raise ConfigurationError(
-                f"REDIS_URL must start with {', '.join(_REDIS_SCHEMES)}, e.g. "
+                f"REDIS_URL (--redis) must start with {', '.join(_REDIS_SCHEMES)}, e.g. "
                 f"REDIS_URL={DEFAULT_REDIS_URL} (got {self.redis_url!r})"
             )
         for setting in SETTINGS:
