@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional, Sequence
 import click
 
 from .errors import ConfigurationError, EncodeError, RedisUnavailable, ResqueError
-from .settings import DEFAULT_REDIS_URL, SETTINGS, Settings
+from .settings import DEFAULT_REDIS_URL, SETTINGS, Settings, connection_settings
 from .version import RESQUE_VERSION, __version__
 
 EPILOG = """\b
@@ -156,7 +156,7 @@ def _check_redis(settings: Settings) -> None:
 
 def _client(obj: Context):
     try:
-        settings = obj.settings()
+        settings = connection_settings(obj.options)
     except ConfigurationError as exc:
         fail(str(exc))
     resque = _resque(settings)

@@ -156,7 +156,7 @@ class _Pool:
             maxconnections=config.size,
             blocking=True,  # never reached: the semaphore admits at most `size` holders
             ping=1,  # ping when handed out; reconnect if MySQL restarted or dropped it
-            reset=False,  # always roll back on return
+            reset=True,  # always roll back on return
             **config.params,
         )
         self._raw_type = pymysql.connections.Connection

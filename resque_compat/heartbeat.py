@@ -235,7 +235,7 @@ def prune_dead_workers(
     held = dict(zip(victims, store.worker_jobs(victims)))
     entries = []
     for wid in victims:
-        record = _held_job(held.get(wid))
+        record = held_job(held.get(wid))
         if record is None:
             continue
         if wid in expired:
@@ -254,7 +254,7 @@ def prune_dead_workers(
     return victims
 
 
-def _held_job(raw: Optional[bytes]) -> Optional[dict]:
+def held_job(raw: Optional[bytes]) -> Optional[dict]:
     if not raw:
         return None
     try:

@@ -18,7 +18,8 @@ _WILDCARDS = set("*?{}[]")
 @lru_cache(maxsize=256)
 def _pattern(glob: str) -> "re.Pattern[str]":
     # Braces are literal in File.fnmatch without FNM_EXTGLOB; fnmatch.translate keeps them so.
-    return re.compile(fnmatch.translate(glob))
+    # Ruby negates a class with [^...] as well as [!...]; Python only knows [!...].
+    return re.compile(fnmatch.translate(glob.replace("[^", "[!")))
 
 
 def fnmatch_ruby(glob: str, name: str) -> bool:

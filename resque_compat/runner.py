@@ -20,7 +20,7 @@ from setproctitle import setproctitle
 from . import codec, records
 from .errors import ConfigurationError, DirtyExit, TermException
 from .fetcher import Fetcher
-from .heartbeat import HeartbeatThread, dirty_exit_entry, prune_dead_workers, store_factory
+from .heartbeat import HeartbeatThread, dirty_exit_entry, held_job, prune_dead_workers, store_factory
 from .keys import Keys
 from .queues import QueueList
 from .settings import Settings
@@ -77,8 +77,8 @@ class Runner:
         setproctitle("resque: Starting")
         self._write_pidfile()
         try:
+            self._install_signals()  # before registering, as Ruby: a QUIT now still unregisters
             self.startup()
-            self._install_signals()
             log.info("Starting %d worker(s) %s:%s:%s", len(self.workers), self.hostname, self.pid,
                      self.queues.id_field)
             fetcher = gevent.spawn(self.fetcher.run)
@@ -126,8 +126,8 @@ class Runner:
             held = self.store.worker_jobs(self.ids)
             entries = []
             for wid, raw in zip(self.ids, held):
-                if raw:
-                    record = codec.decode(raw)
+                record = held_job(raw)
+                if record is not None:
                     entries.append(dirty_exit_entry(record, DirtyExit("Job still being processed"),
                                                     wid, self.clock()))
             self.store.unregister_workers(self.ids, entries)

@@ -298,3 +298,12 @@ def rails_environment(environ: Optional[Mapping[str, str]] = None) -> str:
     """``Resque.info[:environment]``: RAILS_ENV, else RACK_ENV, else development."""
     environ = os.environ if environ is None else environ
     return environ.get("RAILS_ENV") or environ.get("RACK_ENV") or "development"
+
+
+def connection_settings(options: Optional[Mapping[str, Any]] = None,
+                        environ: Optional[Mapping[str, str]] = None) -> Settings:
+    """Settings for client commands (enqueue, info, ...): only REDIS_URL and RESQUE_NAMESPACE
+    are read, so a worker setting in the environment cannot break them."""
+    environ = os.environ if environ is None else environ
+    wanted = {k: environ[k] for k in ("REDIS_URL", "RESQUE_NAMESPACE") if k in environ}
+    return Settings.load((), options, wanted)

@@ -7,6 +7,7 @@ never builds JSON itself except by concatenating strings those modules produced.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -248,7 +249,7 @@ class Store:
         keys = [self.keys.pause_all_workers, self.keys.processed]
         for wid in done_ids:
             keys.append(self.keys.worker(wid))
-            keys.append(self.keys.worker_stat("processed", wid))
+            keys.append(self.keys.worker_processed(wid))
         keys.extend(self.keys.worker(wid) for wid in free_ids)
         keys.extend(self.keys.queue(q) for q in queues)
         args = [len(done_ids), len(free_ids), len(queues), *record_prefixes]
@@ -271,7 +272,7 @@ class Store:
         if count:
             pipe.incrby(self.keys.failed_count, 1)
             if worker_id:
-                pipe.incrby(self.keys.worker_stat("failed", worker_id), 1)
+                pipe.incrby(self.keys.worker_failed(worker_id), 1)
         pipe.execute()
 
     def unregister_workers(self, ids: Sequence[str], failures: Sequence[str] = ()) -> None:
@@ -284,17 +285,20 @@ class Store:
             pipe.delete(self.keys.worker(wid))
             pipe.delete(self.keys.worker_started(wid))
             pipe.hdel(self.keys.heartbeats, wid)
-            pipe.delete(self.keys.worker_stat("processed", wid))
-            pipe.delete(self.keys.worker_stat("failed", wid))
+            pipe.delete(self.keys.worker_processed(wid))
+            pipe.delete(self.keys.worker_failed(wid))
         pipe.execute()
 
 
+_LEADING_INT = re.compile(rb"^\s*([+-]?\d+)")
+
+
 def _int(value: Optional[bytes]) -> int:
-    """Ruby reads non-integer stats as 0 (WIRE §5.2, tolerated)."""
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
+    """Ruby's ``String#to_i``: the leading integer, 0 if none (WIRE §5.2, tolerated)."""
+    if value is None:
         return 0
+    match = _LEADING_INT.match(value if isinstance(value, bytes) else str(value).encode())
+    return int(match.group(1)) if match else 0
 
 
 def connect(url: str, max_connections: int = 10, timeout: float = 20.0,

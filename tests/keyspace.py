@@ -42,7 +42,9 @@ def dump(r: redis.Redis, namespace: str = "resque", with_ttl: bool = False) -> D
         elif kind == "hash":
             value = {_s(k): _s(v) for k, v in sorted(r.hgetall(key).items())}
         elif kind == "zset":
-            value = [[_s(m), repr(s)] for m, s in r.zrange(key, 0, -1, withscores=True)]
+            # The score exactly as Redis returns it ("1795780986", not "1795780986.0").
+            value = [[_s(m), _s(s)] for m, s in r.zrange(key, 0, -1, withscores=True,
+                                                         score_cast_func=lambda x: x)]
         else:
             value = None
         entry = {"type": kind, "value": value}

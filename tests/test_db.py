@@ -30,6 +30,9 @@ def monitor() -> Iterator[pymysql.connections.Connection]:
     except pymysql.err.OperationalError as exc:
         pytest.fail(f"MariaDB is not answering at {db.redact(MYSQL_URL)} ({exc}); start it "
                     "(bash .ci/services does) or set RESQUE_TEST_MYSQL_URL", pytrace=False)
+    with conn.cursor() as cur:
+        # a bug that leaves a transaction open must fail the test, not hang DROP TABLE for a day
+        cur.execute("SET SESSION lock_wait_timeout = 5, innodb_lock_wait_timeout = 5")
     yield conn
     conn.close()
 
@@ -52,6 +55,7 @@ def table(monitor, unique) -> Iterator[str]:
     with monitor.cursor() as cur:
         cur.execute(f"CREATE TABLE {name} (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(32)) ENGINE=InnoDB")
     yield name
+    db.close()  # idle pooled connections must not hold locks on the table
     with monitor.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {name}")
 
@@ -319,6 +323,7 @@ def jobs(monitor, unique, monkeypatch):
     module.create_schema(monitor, name)
     monkeypatch.setattr(module, "TABLE", name)
     yield module
+    db.close()
     with monitor.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {name}")
 
