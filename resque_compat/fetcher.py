@@ -5,22 +5,27 @@ greenlets doing that would be a polling storm, and each would hold a connection.
 slots wait here, and the fetcher asks Redis once for all of them (``Store.finish_and_reserve``):
 it pops at most one job per *waiting* slot, so nothing is taken that a greenlet cannot start at
 once (no in-memory prefetch a crash could lose), and it records ``worker:<id>`` for each in the
-same atomic step. Slots that finished a job are marked done in that same call.
+same atomic step. Slots whose jobs ended are finished (failure entry, stats) in that same call.
+
+When Redis fails mid-call we cannot know whether the script ran. Before anything else, the
+next successful contact reads back the ``worker:<id>`` values involved: the old record still
+there means it did not run (send it again); otherwise it ran, so the counts are not sent twice
+and any job it took for a slot is recovered from that slot's record instead of being lost.
 """
 from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import gevent
 import redis
 from gevent.event import AsyncResult, Event
 
 from . import codec
 from .queues import QueueList
 from .records import Job, parse_job, worker_record_prefix
-from .store import Store
+from .store import Done, Store
 
 log = logging.getLogger("resque_compat.fetcher")
 
@@ -28,6 +33,24 @@ log = logging.getLogger("resque_compat.fetcher")
 MAX_REDIS_BACKOFF = 5.0
 #: At shutdown, how many failed attempts to flush the last ``done`` marks before giving up.
 CLOSING_RETRIES = 12
+
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+@dataclass
+class _Ending:
+    """A slot's job that ended, waiting to be finished in Redis."""
+
+    done: Done
+    record: bytes  # the worker:<id> value written when the job was reserved
+
+
+@dataclass
+class _Uncertain:
+    """A script call whose reply was lost: what it would have changed."""
+
+    endings: List[_Ending]
+    asking: List[Tuple[str, AsyncResult]]
 
 
 class Fetcher:
@@ -44,20 +67,22 @@ class Fetcher:
         backoff_interval: float,
         poll_cap: float,
         clock: Callable[[], float] = time.time,
+        on_reconnect: Optional[Callable[[], None]] = None,
     ) -> None:
         self.store = store
         self.queues = queues
-        self.drain = interval == 0
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.backoff_interval = backoff_interval
         self.poll_cap = poll_cap
         self.clock = clock
+        self.on_reconnect = on_reconnect
         self.paused = False           # USR2 (local); pause-all-workers is checked in Redis
         self.redis_paused = False
         self.current_queues: List[str] = list(queues.include)
         self._waiting: List[Tuple[str, AsyncResult]] = []
-        self._done: List[str] = []
+        self._endings: List[_Ending] = []
+        self._uncertain: Optional[_Uncertain] = None
         self._wake = Event()
         self._stopping = False
         self._closing = False
@@ -74,19 +99,19 @@ class Fetcher:
         self._wake.set()
         return result.get()
 
-    def done_working(self, worker_id: str) -> None:
-        """Ruby's ``done_working``: DEL worker:<id> + processed counters, on the next trip."""
-        self._done.append(worker_id)
+    def done_working(self, job: Job, worker_id: str, failure: Optional[str] = None) -> None:
+        """Ruby's ``report_failed_job`` (if ``failure``) and ``done_working``, on the next trip."""
+        self._endings.append(_Ending(Done(worker_id, failure, job.queue), job.record))
         self._wake.set()
 
     # -- control -------------------------------------------------------------------------------
     def stop(self) -> None:
-        """Stop handing out jobs; waiting slots get None. Pending ``done`` marks still flush."""
+        """Stop handing out jobs; waiting slots get None. Ended jobs are still finished."""
         self._stopping = True
         self._wake.set()
 
     def close(self) -> None:
-        """Every slot has finished: flush the last ``done`` marks and end :meth:`run`."""
+        """Every slot has finished: flush the last ended jobs and end :meth:`run`."""
         self._stopping = True
         self._closing = True
         self._wake.set()
@@ -109,39 +134,45 @@ class Fetcher:
                 self._wake.clear()
                 if self._stopping:
                     self._release_waiting()
-                    if not self._done:
+                    if not self._endings and self._uncertain is None:
                         if self._closing:
                             return
                         delay = None
                         continue
                 try:
+                    if self._uncertain is not None:
+                        self._resolve_uncertain()
                     got_jobs, asked = self._trip()
-                    failures = 0
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                except _REDIS_DOWN as exc:
                     failures += 1
                     if self._closing and failures > CLOSING_RETRIES:
-                        log.error("Redis still unreachable; %d finished job(s) were not marked done "
-                                  "(stat:processed not incremented)", len(self._done))
+                        log.error("Redis still unreachable; %d ended job(s) were not recorded",
+                                  len(self._endings))
                         return
-                    delay = min(MAX_REDIS_BACKOFF, 0.1 * 2 ** min(failures, 6))
-                    log.error("Redis unreachable while reserving jobs (%s); retrying in %.1fs", exc, delay)
+                    delay = min(MAX_REDIS_BACKOFF, 0.05 * 2 ** min(failures, 7))
+                    if failures == 1:
+                        log.error("Redis unreachable (%s); retrying with back-off up to %.0fs",
+                                  exc, MAX_REDIS_BACKOFF)
                     continue
+                if failures:
+                    log.warning("Redis reachable again after %d failed attempt(s)", failures)
+                    failures = 0
+                    self._reconnected()
                 if self._stopping:
-                    delay = 0.0 if self._done else None
-                    continue
-                if got_jobs:
+                    delay = 0.0 if self._endings else None
+                elif got_jobs:
                     interval = self.min_interval
-                    delay = 0.0 if self._waiting or self._done else None
+                    delay = 0.0 if self._waiting or self._endings else None
                 elif asked:
                     if interval == 0:  # INTERVAL=0 (or MIN_INTERVAL=0 after a job): drain, exit
                         self._release_waiting()
                     # Ruby 3.0 backoff: grow by BACKOFF_INTERVAL after each empty poll, capped.
                     interval = min(interval + self.backoff_interval, self.max_interval)
                     delay = self._poll_delay(interval)
-                elif self._waiting and (self.paused or self.redis_paused):
-                    delay = self._poll_delay(max(interval, 0.1)) if self.redis_paused else None
+                elif self._waiting and self.redis_paused:
+                    delay = self._poll_delay(max(interval, 0.1))
                 else:
-                    delay = 0.0 if self._done else None
+                    delay = 0.0 if self._endings else None
         finally:
             self._release_waiting()
             self._stopped.set()
@@ -156,28 +187,61 @@ class Fetcher:
         for _, result in waiting:
             result.set(None)
 
+    def _reconnected(self) -> None:
+        if self.on_reconnect is not None:
+            try:
+                self.on_reconnect()
+            except _REDIS_DOWN as exc:
+                log.error("could not re-register after reconnecting (%s); the heartbeat will", exc)
+
     def _trip(self) -> Tuple[bool, bool]:
-        """One round trip: finish done slots, reserve for waiting ones. Returns (got, asked)."""
-        done, self._done = self._done, []
+        """One round trip: finish ended jobs, reserve for waiting slots. Returns (got, asked)."""
+        endings, self._endings = self._endings, []
         asking = [] if (self.paused or self._stopping) else list(self._waiting)
-        free_ids = [wid for wid, _ in asking]
+        queues = self._poll_queues() if asking else []
+        free_ids = [wid for wid, _ in asking] if queues else []
+        run_at = codec.iso8601_utc(self.clock())
+        prefixes = [worker_record_prefix(q, run_at) for q in queues]
+        self.round_trips += 1
         try:
-            queues = self._poll_queues() if free_ids else []
-            if not queues:
-                free_ids = []
-            run_at = codec.iso8601_utc(self.clock())
-            prefixes = [worker_record_prefix(q, run_at) for q in queues]
-            self.round_trips += 1
-            paused, jobs = self.store.finish_and_reserve(done, free_ids, queues, prefixes)
-        except BaseException:
-            self._done = done + self._done  # nothing was applied that we know of; try again
+            paused, jobs = self.store.finish_and_reserve(
+                [e.done for e in endings], free_ids, queues, prefixes)
+        except _REDIS_DOWN:
+            self._uncertain = _Uncertain(endings, asking if free_ids else [])
             raise
         self.redis_paused = paused
-        taken = asking[: len(jobs)]
-        del self._waiting[: len(jobs)]  # slots that arrived during the trip stay queued
-        for (wid, result), reserved in zip(taken, jobs):
-            result.set(parse_job(reserved.queue, reserved.raw))
+        self._hand_out(asking, [parse_job(j.queue, j.raw, j.record) for j in jobs])
         return bool(jobs), bool(asking) and not paused
+
+    def _hand_out(self, asking: Sequence[Tuple[str, AsyncResult]], jobs: Sequence[Optional[Job]]) -> None:
+        """Give ``jobs[i]`` to ``asking[i]``; those slots stop waiting (None = no job)."""
+        given = {id(result) for (_, result), job in zip(asking, jobs) if job is not None}
+        self._waiting = [(wid, res) for wid, res in self._waiting if id(res) not in given]
+        for (_, result), job in zip(asking, jobs):
+            if job is not None:
+                result.set(job)
+
+    def _resolve_uncertain(self) -> None:
+        """Find out whether the call whose reply was lost ran (see the module docstring)."""
+        lost = self._uncertain
+        ids = [e.done.worker_id for e in lost.endings] + [wid for wid, _ in lost.asking]
+        current: Dict[str, Optional[bytes]] = dict(zip(ids, self.store.worker_jobs(ids)))
+        self._uncertain = None
+        ran: Optional[bool] = None
+        for ending in lost.endings:
+            ran = current[ending.done.worker_id] != ending.record
+            break
+        if ran is None:
+            ran = any(current[wid] for wid, _ in lost.asking)
+        if not ran:
+            self._endings = lost.endings + self._endings
+            return
+        recovered = [_job_from_record(current[wid]) if current[wid] else None
+                     for wid, _ in lost.asking]
+        if any(recovered):
+            log.warning("recovered %d job(s) reserved during a Redis failure",
+                        sum(1 for j in recovered if j))
+        self._hand_out(lost.asking, recovered)
 
     def _poll_queues(self) -> List[str]:
         if self.queues.dynamic:
@@ -185,3 +249,20 @@ class Fetcher:
         else:
             self.current_queues = list(self.queues.include)
         return self.current_queues
+
+
+def _job_from_record(record: bytes) -> Optional[Job]:
+    """Rebuild the Job from the ``worker:<id>`` value our script wrote (raw bytes included)."""
+    try:
+        data = codec.decode(record)
+        queue, run_at = data["queue"], data["run_at"]
+    except (codec.DecodeError, KeyError, TypeError):
+        log.error("cannot read back worker record %r; leaving it for the pruner", record[:200])
+        return None
+    prefix = worker_record_prefix(queue, run_at).encode("utf-8")
+    body = record[len(prefix):-1]
+    if body.startswith(b"{"):
+        raw = body
+    else:  # the script escaped a non-object payload byte by byte (\u00XX)
+        raw = str(data["payload"]).encode("latin-1", errors="replace")
+    return parse_job(queue, raw, record)

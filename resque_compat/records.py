@@ -80,6 +80,8 @@ class Job:
     class_name: Optional[str] = None
     args: List[Any] = field(default_factory=list)
     problem: Optional[str] = None
+    #: The ``worker:<id>`` value written when the job was reserved (b"" outside a worker).
+    record: bytes = b""
 
     @property
     def display_class(self) -> str:
@@ -104,7 +106,7 @@ class Job:
         return f"({self.queue}) {self.display_class}"
 
 
-def parse_job(queue: str, raw: "str | bytes") -> Job:
+def parse_job(queue: str, raw: "str | bytes", record: bytes = b"") -> Job:
     """Decode a queue item tolerantly: never raises, returns a Job whose ``problem`` says why."""
     if isinstance(raw, (bytes, bytearray)):
         text = bytes(raw).decode("utf-8", errors="replace")
@@ -113,8 +115,8 @@ def parse_job(queue: str, raw: "str | bytes") -> Job:
     try:
         payload = codec.decode(raw)
     except codec.DecodeError as exc:
-        return Job(queue, text, problem=f"the payload is not valid JSON ({exc})")
-    job = Job(queue, text, payload=payload)
+        return Job(queue, text, problem=f"the payload is not valid JSON ({exc})", record=record)
+    job = Job(queue, text, payload=payload, record=record)
     if not isinstance(payload, dict):
         job.problem = f"the payload is a JSON {_json_type(payload)}, not an object with \"class\" and \"args\""
         return job

@@ -20,7 +20,7 @@ from setproctitle import setproctitle
 from . import codec, records
 from .errors import ConfigurationError, DirtyExit, TermException
 from .fetcher import Fetcher
-from .heartbeat import HeartbeatThread, dirty_exit_entry, held_job, prune_dead_workers, store_factory
+from .heartbeat import HeartbeatThread, beat, dirty_exit_entry, held_job, prune_dead_workers, store_factory
 from .keys import Keys
 from .queues import QueueList
 from .settings import Settings
@@ -58,6 +58,7 @@ class Runner:
             backoff_interval=settings.backoff_interval,
             poll_cap=settings.poll_interval,
             clock=clock,
+            on_reconnect=self._reregister,
         )
         self.workers: List[Worker] = [
             Worker(records.worker_id(self.hostname, self.pid, self.queues.include, str(slot)),
@@ -135,6 +136,10 @@ class Runner:
             log.exception("could not unregister %d worker(s); a Ruby worker's pruning will "
                           "remove them once our heartbeats expire", len(self.ids))
             self.exit_code = self.exit_code or 1
+
+    def _reregister(self) -> None:
+        """After a Redis outage: heartbeat now and re-register slots a restarted Redis lost."""
+        beat(self.store, self.ids, self._started_text)
 
     def _started_text(self) -> str:
         return codec.time_to_s(self.clock())

@@ -15,30 +15,53 @@ import redis
 
 from .keys import Keys
 
-#: Pops up to one job per free slot in strict queue priority and writes ``worker:<id>`` for each
-#: in the same atomic step, so a job is always either in its queue or in exactly one
-#: ``worker:<id>`` (never lost between LPOP and SET, unlike Ruby, WIRE §3.3). Before that it
-#: finishes the slots whose jobs are done (Ruby's ``done_working``: DEL + INCRBY x2, §6.7).
+#: The hot path of every worker slot, in one atomic script call:
+#:
+#: 1. for each slot whose job ended: its failure entry if the job failed (Ruby's
+#:    ``report_failed_job``: RPUSH to the failure list, INCRBY stat:failed and stat:failed:<id>),
+#:    then Ruby's ``done_working`` (DEL worker:<id>, INCRBY stat:processed and
+#:    stat:processed:<id>), in Ruby's order (WIRE §6.7);
+#: 2. unless ``pause-all-workers`` is set, pop at most one job per waiting slot in strict queue
+#:    priority and write ``worker:<id>`` for each in the same step, so a job is always either in
+#:    its queue or in exactly one ``worker:<id>``: never lost between LPOP and SET as in Ruby
+#:    (WIRE §3.3), and nothing is popped that a free greenlet cannot start at once.
 #:
 #: The record is built by concatenation so the payload keeps its exact bytes (WIRE §9.6). A
-#: payload that is not a JSON object is stored as a JSON string (ASCII-escaped byte by byte), so
+#: payload that is not a JSON object is stored as a JSON string, ASCII-escaped byte by byte, so
 #: ``worker:<id>`` is always valid JSON: resque-web and Ruby's pruner crash on anything else
 #: (WIRE §3.4, §5.2).
 #:
-#: KEYS: pause-all-workers, stat:processed, (worker:<id>, stat:processed:<id>) per done slot,
-#:       worker:<id> per free slot, queue:<q> per queue.
-#: ARGV: n_done, n_free, n_queues, then one record prefix per queue.
-#: Returns: {paused (0/1), queue_index, raw, queue_index, raw, ...}; the i-th job is the i-th
-#:          free slot's.
+#: KEYS: pause-all-workers, stat:processed, stat:failed, failed_queues,
+#:       per done slot: worker:<id>, stat:processed:<id>, stat:failed:<id>, its failure list,
+#:       per waiting slot: worker:<id>, per queue: queue:<q>.
+#: ARGV: n_done, n_free, n_queues,
+#:       per done slot: failure entry ('' = none), failed_queues member ('' = none),
+#:       per queue: the record prefix ``{"queue":..,"run_at":..,"payload":``.
+#: Returns {paused (0/1), then per job: queue index, raw bytes, 1 if embedded raw else 0};
+#: the i-th job belongs to the i-th waiting slot.
 RESERVE_SCRIPT = r"""
 local n_done = tonumber(ARGV[1])
 local n_free = tonumber(ARGV[2])
 local n_queues = tonumber(ARGV[3])
-local k = 3
+local k = 5
+local a = 4
+local failures = 0
 for i = 1, n_done do
+  if ARGV[a] ~= '' then
+    redis.call('RPUSH', KEYS[k + 3], ARGV[a])
+    if ARGV[a + 1] ~= '' then
+      redis.call('SADD', KEYS[4], ARGV[a + 1])
+    end
+    redis.call('INCRBY', KEYS[k + 2], 1)
+    failures = failures + 1
+  end
   redis.call('DEL', KEYS[k])
   redis.call('INCRBY', KEYS[k + 1], 1)
-  k = k + 2
+  k = k + 4
+  a = a + 2
+end
+if failures > 0 then
+  redis.call('INCRBY', KEYS[3], failures)
 end
 if n_done > 0 then
   redis.call('INCRBY', KEYS[2], n_done)
@@ -65,12 +88,15 @@ while slot < n_free and q <= n_queues do
   local raw = redis.call('LPOP', KEYS[queue_first + q - 1])
   if raw then
     local body = raw
+    local embedded = 1
     if not (string.find(raw, '^%s*{') and pcall(cjson.decode, raw)) then
       body = as_json_string(raw)
+      embedded = 0
     end
-    redis.call('SET', KEYS[free_first + slot], ARGV[3 + q] .. body .. '}')
+    redis.call('SET', KEYS[free_first + slot], ARGV[a + q - 1] .. body .. '}')
     out[#out + 1] = q
     out[#out + 1] = raw
+    out[#out + 1] = embedded
     slot = slot + 1
   else
     q = q + 1
@@ -79,14 +105,33 @@ end
 return out
 """
 
+_NEEDS_ESCAPE = re.compile(rb'[\x00-\x1f"\\\x7f-\xff]')
+
+
+def escaped_json_string(raw: bytes) -> bytes:
+    """What the script stores for a payload that is not a JSON object: a JSON string with every
+    control, quote, backslash and non-ASCII byte written as ``\\u00XX`` (lossless, byte by byte)."""
+    return b'"' + _NEEDS_ESCAPE.sub(lambda m: b"\\u%04x" % m.group(0)[0], raw) + b'"'
+
+
+@dataclass(frozen=True)
+class Done:
+    """A slot whose job ended, with the failure entry to write first if the job failed."""
+
+    worker_id: str
+    failure: Optional[str] = None
+    queue: Optional[str] = None
+
 
 @dataclass(frozen=True)
 class Reserved:
-    """One popped job: which free slot got it, from which queue, and the raw bytes."""
+    """One popped job: which free slot got it, from which queue, its raw bytes, and the exact
+    ``worker:<id>`` value the script wrote (to recognise it after a lost reply)."""
 
     slot_index: int
     queue: str
     raw: bytes
+    record: bytes
 
 
 @dataclass(frozen=True)
@@ -107,9 +152,10 @@ def _text(value: Optional[bytes]) -> Optional[str]:
 class Store:
     """Resque's Redis commands over one redis-py client (``decode_responses=False``)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, failure_backend: str = "redis") -> None:
         self.redis = client
         self.keys = keys
+        self.failure_backend = failure_backend
         self._reserve = client.register_script(RESERVE_SCRIPT)
 
     # -- client side ---------------------------------------------------------------------------
@@ -236,44 +282,47 @@ class Store:
 
     def finish_and_reserve(
         self,
-        done_ids: Sequence[str],
+        done: Sequence[Done],
         free_ids: Sequence[str],
         queues: Sequence[str],
         record_prefixes: Sequence[str],
     ) -> Tuple[bool, List[Reserved]]:
-        """``done_working`` for finished slots, then ``reserve`` for free ones: one script call.
+        """``report_failed_job`` + ``done_working`` for ended slots, then ``reserve`` for
+        waiting ones: one script call (:data:`RESERVE_SCRIPT`).
 
         Returns (paused, jobs); ``paused`` means ``pause-all-workers`` is set and nothing was
-        taken. See :data:`RESERVE_SCRIPT`.
+        taken.
         """
-        keys = [self.keys.pause_all_workers, self.keys.processed]
-        for wid in done_ids:
-            keys.append(self.keys.worker(wid))
-            keys.append(self.keys.worker_processed(wid))
+        keys = [self.keys.pause_all_workers, self.keys.processed, self.keys.failed_count,
+                self.keys.failed_queues]
+        args: List[object] = [len(done), len(free_ids), len(queues)]
+        for d in done:
+            keys += [self.keys.worker(d.worker_id), self.keys.worker_processed(d.worker_id),
+                     self.keys.worker_failed(d.worker_id), self._failure_list(d.queue)]
+            args += [d.failure or "", self._failed_queue_member(d.queue) if d.failure else ""]
         keys.extend(self.keys.worker(wid) for wid in free_ids)
         keys.extend(self.keys.queue(q) for q in queues)
-        args = [len(done_ids), len(free_ids), len(queues), *record_prefixes]
+        args.extend(record_prefixes)
         reply = self._reserve(keys=keys, args=args)
         paused = bool(int(reply[0]))
-        jobs = [
-            Reserved(slot_index=i, queue=queues[int(reply[1 + 2 * i]) - 1], raw=reply[2 + 2 * i])
-            for i in range((len(reply) - 1) // 2)
-        ]
+        jobs = []
+        for i in range((len(reply) - 1) // 3):
+            q_index, raw, embedded = reply[1 + 3 * i: 4 + 3 * i]
+            q_index = int(q_index) - 1
+            body = raw if int(embedded) else escaped_json_string(raw)
+            jobs.append(Reserved(i, queues[q_index], raw,
+                                 record_prefixes[q_index].encode("utf-8") + body + b"}"))
         return paused, jobs
 
-    def record_failure(self, entry: str, worker_id: Optional[str], count: bool = True) -> None:
-        """``Failure::Redis#save`` + ``stat:failed`` and ``stat:failed:<id>`` (WIRE §4.4).
+    def _failure_list(self, queue: Optional[str]) -> str:
+        if self.failure_backend == "redis_multi_queue" and queue is not None:
+            return self.keys.queue_failed(queue)
+        return self.keys.failed
 
-        ``count=False`` for DirtyExit entries written while unregistering, which Ruby does not
-        count (§4.4 Counters).
-        """
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.rpush(self.keys.failed, entry)
-        if count:
-            pipe.incrby(self.keys.failed_count, 1)
-            if worker_id:
-                pipe.incrby(self.keys.worker_failed(worker_id), 1)
-        pipe.execute()
+    def _failed_queue_member(self, queue: Optional[str]) -> str:
+        if self.failure_backend == "redis_multi_queue" and queue is not None:
+            return self.keys.queue_failed_name(queue)
+        return ""
 
     def unregister_workers(self, ids: Sequence[str], failures: Sequence[str] = ()) -> None:
         """``unregister_worker``: any DirtyExit entries, then Ruby's six commands per id (§3.5)."""

@@ -10,7 +10,6 @@ import time
 from typing import Any, Callable, Optional
 
 import gevent
-import redis
 
 from . import codec, records, registry
 from .errors import DontPerform, PayloadError, TermException
@@ -20,9 +19,6 @@ from .records import Job
 from .store import Store
 
 log = logging.getLogger("resque_compat.worker")
-
-#: How long a failure entry is retried while Redis is away before we give up and log it.
-FAILURE_RETRY_SECONDS = 60.0
 
 
 class Worker:
@@ -61,6 +57,7 @@ class Worker:
         if job is None:
             return False
         self.job, self.job_started = job, self.clock()
+        failure: Optional[str] = None
         log.log(VERBOSE, "got: %s", job, extra={"worker": self.id, "queue": job.queue})
         try:
             self.perform(job)
@@ -68,7 +65,7 @@ class Worker:
             log.log(VERBOSE, "skipped: %s (a before_perform hook raised DontPerform)", job)
         except Exception as exc:  # unknown class, bad payload, job error, TERM after the grace
             self.failed += 1
-            self.report_failure(job, exc)
+            failure = self.failure_entry(job, exc)
         else:
             log.log(VERBOSE, "done: %s", job, extra={
                 "worker": self.id, "queue": job.queue, "job_class": job.class_name,
@@ -76,7 +73,9 @@ class Worker:
         finally:
             self.job = None
             self.processed += 1
-            self.fetcher.done_working(self.id)  # DEL worker:<id> + INCRBY processed x2, batched
+            # failure entry + stat:failed, then DEL worker:<id> + stat:processed: one trip,
+            # batched with other slots'; retried (never twice) while Redis is away.
+            self.fetcher.done_working(job, self.id, failure)
         return True
 
     def perform(self, job: Job) -> Any:
@@ -90,13 +89,11 @@ class Worker:
         spec = registry.lookup(job.class_name)
         return spec.perform(*job.args)
 
-    def report_failure(self, job: Job, exc: BaseException) -> None:
-        """Ruby's ``report_failed_job``: the failure entry, then ``stat:failed`` (+ per worker).
-
-        Never raises: while Redis is away it retries for a while, then logs the entry so the
-        failure is at least visible.
-        """
-        entry = records.failure_entry(
+    def failure_entry(self, job: Job, exc: BaseException) -> str:
+        """The failure entry Ruby's ``Failure::Redis#save`` would write (WIRE §4.4)."""
+        log.warning("failed: %s: %s: %s", job, records.exception_name(exc), exc,
+                    extra={"worker": self.id, "queue": job.queue, "job_class": job.class_name})
+        return records.failure_entry(
             failed_at=codec.failed_at(self.clock()),
             payload_json=job.payload_json(),
             exception=records.exception_name(exc),
@@ -105,20 +102,3 @@ class Worker:
             worker=self.id,
             queue=job.queue,
         )
-        log.warning("failed: %s: %s: %s", job, records.exception_name(exc), exc,
-                    extra={"worker": self.id, "queue": job.queue, "job_class": job.class_name})
-        deadline = self.clock() + FAILURE_RETRY_SECONDS
-        delay = 0.1
-        while True:
-            try:
-                self.store.record_failure(entry, self.id)
-                return
-            except (redis.ConnectionError, redis.TimeoutError) as err:
-                if self.clock() > deadline:
-                    log.error("could not record a failure for %s (Redis: %s); entry: %s", job, err, entry)
-                    return
-                gevent.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            except Exception:
-                log.exception("could not record a failure for %s; entry: %s", job, entry)
-                return
