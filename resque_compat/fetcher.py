@@ -159,7 +159,7 @@ class Fetcher:
                     failures = 0
                     self._reconnected()
                 if self._stopping:
-                    delay = 0.0 if self._endings else None
+                    delay = 0.0  # back to the top: flush what is left, or end
                 elif got_jobs:
                     interval = self.min_interval
                     delay = 0.0 if self._waiting or self._endings else None
