@@ -70,3 +70,7 @@ class TermException(ResqueError):
 
 class RedisUnavailable(ResqueError):
     """Redis did not answer at the configured URL."""
+
+
+class JobTimeout(ResqueError):
+    """The job ran past its time limit (``@job(timeout=...)`` or JOB_TIMEOUT) and was stopped."""

@@ -24,7 +24,7 @@ from gevent.event import AsyncResult, Event
 
 from . import codec
 from .queues import QueueList
-from .records import Job, parse_job, worker_record_prefix
+from .records import Job, parse_job, payload_bytes_from_record, worker_record_prefix
 from .store import Done, Store
 
 log = logging.getLogger("resque_compat.fetcher")
@@ -77,6 +77,9 @@ class Fetcher:
         self.poll_cap = poll_cap
         self.clock = clock
         self.on_reconnect = on_reconnect
+        #: Jobs still allowed before the process recycles itself (MAX_JOBS); None = no limit.
+        self.job_budget: Optional[int] = None
+        self.on_budget_spent: Optional[Callable[[], None]] = None
         self.paused = False           # USR2 (local); pause-all-workers is checked in Redis
         self.redis_paused = False
         self.current_queues: List[str] = list(queues.include)
@@ -198,6 +201,8 @@ class Fetcher:
         """One round trip: finish ended jobs, reserve for waiting slots. Returns (got, asked)."""
         endings, self._endings = self._endings, []
         asking = [] if (self.paused or self._stopping) else list(self._waiting)
+        if self.job_budget is not None:
+            asking = asking[: self.job_budget]
         queues = self._poll_queues() if asking else []
         free_ids = [wid for wid, _ in asking] if queues else []
         run_at = codec.iso8601_utc(self.clock())
@@ -211,6 +216,7 @@ class Fetcher:
             raise
         self.redis_paused = paused
         self._hand_out(asking, [parse_job(j.queue, j.raw, j.record) for j in jobs])
+        self._spend(len(jobs))
         return bool(jobs), bool(asking) and not paused
 
     def _hand_out(self, asking: Sequence[Tuple[str, AsyncResult]], jobs: Sequence[Optional[Job]]) -> None:
@@ -242,6 +248,14 @@ class Fetcher:
             log.warning("recovered %d job(s) reserved during a Redis failure",
                         sum(1 for j in recovered if j))
         self._hand_out(lost.asking, recovered)
+        self._spend(sum(1 for j in recovered if j))
+
+    def _spend(self, jobs: int) -> None:
+        if self.job_budget is None or not jobs:
+            return
+        self.job_budget = max(0, self.job_budget - jobs)
+        if self.job_budget == 0 and self.on_budget_spent is not None:
+            self.on_budget_spent()
 
     def _poll_queues(self) -> List[str]:
         if self.queues.dynamic:
@@ -259,8 +273,7 @@ def _job_from_record(record: bytes) -> Optional[Job]:
     except (codec.DecodeError, KeyError, TypeError):
         log.error("cannot read back worker record %r; leaving it for the pruner", record[:200])
         return None
-    prefix = worker_record_prefix(queue, run_at).encode("utf-8")
-    body = record[len(prefix):-1]
+    body = payload_bytes_from_record(record, data) or b""
     if body.startswith(b"{"):
         raw = body
     else:  # the script escaped a non-object payload byte by byte (\u00XX)

@@ -10,7 +10,7 @@ import datetime as _dt
 import logging
 import re
 import subprocess
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import gevent
 import redis
@@ -186,6 +186,7 @@ def prune_dead_workers(
     lock_ttl: float,
     now: Callable[[], float],
     pids: Callable[[], List[str]] = resque_pids,
+    dirty_exit: str = "fail",
 ) -> List[str]:
     """Ruby's ``Worker#prune_dead_workers``, rule for rule. Returns the ids it unregistered.
 
@@ -234,9 +235,17 @@ def prune_dead_workers(
         return []
     held = dict(zip(victims, store.worker_jobs(victims)))
     entries = []
+    requeues: List[Tuple[str, bytes]] = []
     for wid in victims:
         record = held_job(held.get(wid))
         if record is None:
+            continue
+        if dirty_exit == "requeue" and isinstance(record.get("payload"), dict) \
+                and isinstance(record.get("queue"), str):
+            # DIRTY_EXIT=requeue: back to the head of its queue, exact bytes (at-least-once).
+            item = records.payload_bytes_from_record(held[wid], record) or \
+                codec.encode(record["payload"]).encode("utf-8")
+            requeues.append((record["queue"], item))
             continue
         if wid in expired:
             # Ruby: job_class = worker.job(false)['payload']['class'] rescue nil; job ||= "<Unknown Job>"
@@ -250,7 +259,7 @@ def prune_dead_workers(
         entries.append(dirty_exit_entry(record, exc, wid, now()))
     for wid in victims:
         log.info("Pruning dead worker: %s", wid)
-    store.unregister_workers(victims, entries)
+    store.unregister_workers(victims, entries, requeues)
     return victims
 
 

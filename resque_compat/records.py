@@ -152,6 +152,21 @@ def worker_record_prefix(queue: str, run_at: str) -> str:
     return '{"queue":' + codec.encode(queue) + ',"run_at":' + codec.encode(run_at) + ',"payload":'
 
 
+def payload_bytes_from_record(record: bytes, data: dict) -> Optional[bytes]:
+    """The payload's exact bytes inside a ``worker:<id>`` value whose decoded form is ``data``.
+
+    Works for records written by our reserve script and by Ruby (same layout); None if the
+    record does not have that layout.
+    """
+    try:
+        prefix = worker_record_prefix(data["queue"], data["run_at"]).encode("utf-8")
+    except (KeyError, TypeError, codec.EncodeError):
+        return None
+    if not (record.startswith(prefix) and record.endswith(b"}")):
+        return None
+    return record[len(prefix):-1]
+
+
 def worker_record(queue: str, run_at: str, payload_json: str) -> str:
     return worker_record_prefix(queue, run_at) + payload_json + "}"
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar
 
 from .errors import JobNotRegistered, RegistryError
 
@@ -28,6 +28,10 @@ class JobSpec:
     target: Any
     perform: Callable[..., Any]
     origin: str
+    #: Seconds the job may run (None = the worker's JOB_TIMEOUT).
+    timeout: Optional[float] = None
+    #: Further per-job options (e.g. retry settings), kept for the features that read them.
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.origin})"
@@ -45,7 +49,8 @@ def _origin(obj: Any) -> str:
         return getattr(obj, "__module__", "?") + "." + getattr(obj, "__qualname__", "?")
 
 
-def job(name: str, queue: Optional[str] = None) -> Callable[[T], T]:
+def job(name: str, queue: Optional[str] = None, *, timeout: Optional[float] = None,
+        **options: Any) -> Callable[[T], T]:
     """Register a function or a class with ``perform`` under the Ruby class ``name``.
 
     ``queue`` is where :meth:`Resque.enqueue` puts it (Ruby's ``@queue``). Registering a name
@@ -70,7 +75,8 @@ def job(name: str, queue: Optional[str] = None) -> Callable[[T], T]:
             perform = target
         else:
             raise RegistryError(f"@job({name!r}) must decorate a function or a class, not {target!r}")
-        spec = JobSpec(name=name, queue=queue, target=target, perform=perform, origin=_origin(target))
+        spec = JobSpec(name=name, queue=queue, target=target, perform=perform, origin=_origin(target),
+                       timeout=timeout, options=dict(options))
         existing = _registry.get(name) or _registry.get(_other_spelling(name))
         if existing is not None and existing.target is not target:
             raise RegistryError(

@@ -31,8 +31,10 @@ from .worker import Worker
 log = logging.getLogger("resque_compat.runner")
 
 TITLE_PREFIX = f"resque-{RESQUE_VERSION}: "
-#: How often the process title is refreshed; titles are for ``ps`` and humans, not per job.
-TITLE_REFRESH = 0.25
+#: How often the process title is refreshed and MAX_MEMORY checked; not per job.
+WATCH_INTERVAL = 0.25
+#: Exit code after MAX_JOBS / MAX_MEMORY: "recycle me", distinct from errors (1) and usage (2).
+EXIT_RECYCLE = 3
 
 
 class Runner:
@@ -62,12 +64,15 @@ class Runner:
         )
         self.workers: List[Worker] = [
             Worker(records.worker_id(self.hostname, self.pid, self.queues.include, str(slot)),
-                   self.fetcher, self.store, clock)
+                   self.fetcher, settings.job_timeout, clock)
             for slot in range(settings.fibers)
         ]
         self.ids = [w.id for w in self.workers]
         self.heartbeat = HeartbeatThread(store_factory(settings.redis_url, settings.namespace),
                                          self.ids, settings.heartbeat_interval, self._started_text)
+        if settings.max_jobs:
+            self.fetcher.job_budget = settings.max_jobs
+            self.fetcher.on_budget_spent = lambda: self.recycle(f"MAX_JOBS={settings.max_jobs} reached")
         self.shutdown_requested = Event()
         self.exit_code = 0
         self._term_timer: Optional[gevent.Greenlet] = None
@@ -83,13 +88,14 @@ class Runner:
             log.info("Starting %d worker(s) %s:%s:%s", len(self.workers), self.hostname, self.pid,
                      self.queues.id_field)
             fetcher = gevent.spawn(self.fetcher.run)
-            titles = gevent.spawn(self._title_loop)
+            watcher = gevent.spawn(self._watch_loop)
+            monitor_hub(self.settings.hub_block_threshold, self.busy_jobs)
             for w in self.workers:
                 w.greenlet = gevent.spawn(w.work)
             gevent.joinall([w.greenlet for w in self.workers])
             self.fetcher.close()
             fetcher.join()
-            titles.kill()
+            watcher.kill()
             for w in self.workers:
                 if w.greenlet.exception is not None and not isinstance(w.greenlet.exception, TermException):
                     log.error("worker %s crashed: %r", w.id, w.greenlet.exception)
@@ -109,6 +115,7 @@ class Runner:
             prune_interval=self.settings.effective_prune_interval,
             lock_ttl=self.settings.heartbeat_interval,
             now=self.clock,
+            dirty_exit=self.settings.dirty_exit,
         )
         if pruned:
             log.info("Pruned %d dead worker(s)", len(pruned))
@@ -179,6 +186,16 @@ class Runner:
         for w in busy:
             w.greenlet.kill(TermException(name), block=False)
 
+    def recycle(self, reason: str) -> None:
+        """MAX_JOBS / MAX_MEMORY: stop taking jobs, finish in-flight ones, exit with code 3."""
+        if self.shutdown_requested.is_set():
+            return
+        log.warning("%s: finishing %d job(s), then exiting with code %d to be restarted",
+                    reason, self.busy_count(), EXIT_RECYCLE)
+        self.exit_code = EXIT_RECYCLE
+        self.shutdown_requested.set()
+        self.fetcher.stop()
+
     def pause(self) -> None:
         log.info("USR2 received: pausing (no new jobs until CONT)")
         self.fetcher.paused = True
@@ -211,10 +228,16 @@ class Runner:
             setproctitle(text)
             self._last_title = text
 
-    def _title_loop(self) -> None:
+    def busy_jobs(self) -> List[str]:
+        """``id: job`` for every busy slot (for the hub-block log line)."""
+        return [f"{w.id} {w.job}" for w in self.workers if w.job is not None]
+
+    def _watch_loop(self) -> None:
         while True:
             self._refresh_title()
-            gevent.sleep(TITLE_REFRESH)
+            if self.settings.max_memory and rss_mb() >= self.settings.max_memory:
+                self.recycle(f"MAX_MEMORY={self.settings.max_memory} MB reached ({rss_mb():.0f} MB)")
+            gevent.sleep(WATCH_INTERVAL)
 
     # -- pidfile -------------------------------------------------------------------------------
     def _write_pidfile(self) -> None:
@@ -228,3 +251,33 @@ class Runner:
                 os.unlink(self.settings.pidfile)
             except FileNotFoundError:
                 pass
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MB (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            pages = int(fh.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def monitor_hub(threshold: float, running: Callable[[], List[str]]) -> None:
+    """Have gevent's monitor thread report a hub blocked for ``threshold`` seconds (a CPU loop or
+    a C call in a job), and log which jobs were running. Heartbeats are unaffected: they run
+    in their own OS thread."""
+    if threshold <= 0:
+        return
+    import gevent.events
+    import zope.event
+
+    def on_event(event: object) -> None:
+        if isinstance(event, gevent.events.EventLoopBlocked):
+            log.warning("gevent hub blocked for more than %.1fs; running: %s", event.blocking_time,
+                        "; ".join(running()) or "no job")
+
+    gevent.config.monitor_thread = True
+    gevent.config.max_blocking_time = threshold
+    zope.event.subscribers.append(on_event)
+    gevent.get_hub().start_periodic_monitoring_thread()

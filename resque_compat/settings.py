@@ -132,6 +132,38 @@ SETTINGS: Tuple[Setting, ...] = (
             "job waits for a free MySQL connection before failing (default 10).", "--db-pool-timeout", "SECONDS"),
     Setting("HTTP_TIMEOUT", "http_timeout", _timeouts, "CONNECT,READ seconds for "
             "resque_compat.http (default 5,30).", "--http-timeout", "C,R"),
+    Setting("DIRTY_EXIT", "dirty_exit", _choice("DIRTY_EXIT", ("fail", "requeue")), "What our "
+            "pruner does with a dead worker's job: fail = a Resque::DirtyExit failure entry "
+            "(Ruby's behaviour, default); requeue = push it back to the head of its queue "
+            "(at-least-once: it may run twice).", "--dirty-exit", "fail|requeue"),
+    Setting("JOB_TIMEOUT", "job_timeout", _float("JOB_TIMEOUT"), "Default time limit of a job "
+            "in seconds (0 = none; @job(timeout=...) overrides); a job over it is stopped and "
+            "recorded as a failure.", "--job-timeout", "SECONDS"),
+    Setting("HUB_BLOCK_THRESHOLD", "hub_block_threshold", _float("HUB_BLOCK_THRESHOLD"), "Log the "
+            "running jobs when the gevent hub is blocked this long (a CPU loop or C call; "
+            "default 1.0, 0 = off).", "--hub-block-threshold", "SECONDS"),
+    Setting("MAX_JOBS", "max_jobs", _int("MAX_JOBS"), "Stop taking jobs after this many, finish, "
+            "unregister and exit with code 3 so a supervisor restarts us (0 = no limit).",
+            "--max-jobs", "N"),
+    Setting("MAX_MEMORY", "max_memory", _int("MAX_MEMORY"), "Same, once the process RSS passes "
+            "this many MB (0 = no limit).", "--max-memory", "MB"),
+    Setting("FAILURE_BACKEND", "failure_backend",
+            _choice("FAILURE_BACKEND", ("redis", "redis_multi_queue", "multiple")),
+            "Where failures go: redis (the failed list, default), redis_multi_queue "
+            "(one failure list per queue, as Ruby names them), or multiple (redis + FAILURE_CALLBACK).",
+            "--failure-backend", "NAME"),
+    Setting("FAILURE_CALLBACK", "failure_callback", str, "module:function called with each "
+            "failure (dict) when FAILURE_BACKEND=multiple, e.g. to report to Sentry.",
+            "--failure-callback", "MOD:FUNC"),
+    Setting("PROCESSES", "processes", _int("PROCESSES", 1), "Worker processes to fork (each with "
+            "FIBERS greenlets) under one supervisor (default 1 = no supervisor).", "--processes", "N"),
+    Setting("HOSTNAME", "hostname", str, "Host name in worker ids (default: the real one). For "
+            "containers whose host name changes; Ruby prunes by it, see README.", "--hostname", "NAME"),
+    Setting("STATSD", "statsd", str, "Send metrics to StatsD at HOST:PORT (UDP).", "--statsd", "HOST:PORT"),
+    Setting("GRAPHITE", "graphite", str, "Send metrics to Carbon (plaintext) at HOST:PORT.",
+            "--graphite", "HOST:PORT"),
+    Setting("METRICS_PORT", "metrics_port", _int("METRICS_PORT"), "Serve Prometheus /metrics and "
+            "/healthz on this port (0 = off).", "--metrics-port", "PORT"),
 )
 
 _BY_ENV: Dict[str, Setting] = {s.env: s for s in SETTINGS}
@@ -165,7 +197,18 @@ class Settings:
     db_pool: int = 20
     db_pool_timeout: float = 10.0
     http_timeout: Tuple[float, float] = (5.0, 30.0)
-    hostname: Optional[str] = field(default=None)
+    dirty_exit: str = "fail"
+    job_timeout: float = 0.0
+    hub_block_threshold: float = 1.0
+    max_jobs: int = 0
+    max_memory: int = 0
+    failure_backend: str = "redis"
+    failure_callback: Optional[str] = None
+    processes: int = 1
+    hostname: Optional[str] = None
+    statsd: Optional[str] = None
+    graphite: Optional[str] = None
+    metrics_port: int = 0
 
     # -- derived values (Ruby's defaults that depend on other settings) ------------------------
     @property

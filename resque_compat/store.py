@@ -324,11 +324,19 @@ class Store:
             return self.keys.queue_failed_name(queue)
         return ""
 
-    def unregister_workers(self, ids: Sequence[str], failures: Sequence[str] = ()) -> None:
-        """``unregister_worker``: any DirtyExit entries, then Ruby's six commands per id (§3.5)."""
-        pipe = self.redis.pipeline(transaction=False)
+    def unregister_workers(self, ids: Sequence[str], failures: Sequence[str] = (),
+                           requeues: Sequence[Tuple[str, bytes]] = ()) -> None:
+        """``unregister_worker``: any DirtyExit entries (or, with DIRTY_EXIT=requeue, the held
+        jobs pushed back to the head of their queues), then Ruby's six commands per id (§3.5).
+
+        One MULTI, so a held job ends up failed or requeued exactly once, never neither.
+        """
+        pipe = self.redis.pipeline(transaction=True)
         for entry in failures:
             pipe.rpush(self.keys.failed, entry)
+        for queue, item in requeues:
+            pipe.sadd(self.keys.queues, queue)
+            pipe.lpush(self.keys.queue(queue), item)
         for wid in ids:
             pipe.srem(self.keys.workers, wid)
             pipe.delete(self.keys.worker(wid))

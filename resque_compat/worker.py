@@ -11,12 +11,11 @@ from typing import Any, Callable, Optional
 
 import gevent
 
-from . import codec, records, registry
-from .errors import DontPerform, PayloadError, TermException
+from . import codec, hooks, records, registry
+from .errors import DontPerform, JobTimeout, PayloadError, TermException
 from .fetcher import Fetcher
 from .log import VERBOSE
 from .records import Job
-from .store import Store
 
 log = logging.getLogger("resque_compat.worker")
 
@@ -24,11 +23,11 @@ log = logging.getLogger("resque_compat.worker")
 class Worker:
     """One slot: the id ``host:pid:queues:slot`` that resque-web lists as a worker."""
 
-    def __init__(self, worker_id: str, fetcher: Fetcher, store: Store,
+    def __init__(self, worker_id: str, fetcher: Fetcher, job_timeout: float = 0.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.id = worker_id
         self.fetcher = fetcher
-        self.store = store
+        self.job_timeout = job_timeout
         self.clock = clock
         self.job: Optional[Job] = None
         self.job_started = 0.0
@@ -87,7 +86,13 @@ class Worker:
                 "remove this failure"
             )
         spec = registry.lookup(job.class_name)
-        return spec.perform(*job.args)
+        limit = spec.timeout if spec.timeout is not None else self.job_timeout
+        if not limit:
+            return hooks.perform(spec, job.args)
+        with gevent.Timeout(limit, JobTimeout(
+                f"{spec.name} ran longer than its {limit:g}s time limit and was stopped "
+                "(raise @job(timeout=...) or JOB_TIMEOUT if it needs longer)")):
+            return hooks.perform(spec, job.args)
 
     def failure_entry(self, job: Job, exc: BaseException) -> str:
         """The failure entry Ruby's ``Failure::Redis#save`` would write (WIRE §4.4)."""
