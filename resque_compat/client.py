@@ -142,6 +142,27 @@ class Resque:
         return f"redis://{kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
 
 
+_default: Optional[Resque] = None
+
+
+def default() -> Resque:
+    """The process's client: the worker's own (same Redis, namespace and bounded pool) inside
+    ``resque-py work``; elsewhere one built from REDIS_URL / RESQUE_NAMESPACE on first use."""
+    global _default
+    if _default is None:
+        from .settings import connection_settings
+
+        settings = connection_settings()
+        _default = Resque.from_url(settings.redis_url, settings.namespace)
+    return _default
+
+
+def set_default(resque: Optional[Resque]) -> None:
+    """Make ``resque`` what :func:`default` returns (the runner does this at start-up)."""
+    global _default
+    _default = resque
+
+
 def _decoded(raw: bytes) -> Any:
     try:
         return codec.decode(raw)

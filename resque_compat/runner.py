@@ -17,7 +17,7 @@ import gevent
 from gevent.event import Event
 from setproctitle import setproctitle
 
-from . import codec, records
+from . import client, codec, records
 from .errors import ConfigurationError, DirtyExit, TermException
 from .fetcher import Fetcher
 from .heartbeat import HeartbeatThread, beat, dirty_exit_entry, held_job, prune_dead_workers, store_factory
@@ -51,7 +51,9 @@ class Runner:
         self.clock = clock
         self.keys = Keys(settings.namespace)
         self.store = Store(connect(settings.redis_url, max_connections=settings.effective_redis_pool),
-                           self.keys)
+                           self.keys, settings.failure_backend)
+        # Jobs and plugins that enqueue share the worker's bounded pool (client.default()).
+        client.set_default(client.Resque(self.store.redis, settings.namespace, settings.redis_url))
         self.fetcher = Fetcher(
             self.store, self.queues,
             interval=settings.interval,
