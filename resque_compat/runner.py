@@ -17,7 +17,7 @@ import gevent
 from gevent.event import Event
 from setproctitle import setproctitle
 
-from . import client, codec, records
+from . import client, codec, db, http, records
 from .errors import ConfigurationError, DirtyExit, TermException
 from .fetcher import Fetcher
 from .heartbeat import HeartbeatThread, beat, dirty_exit_entry, held_job, prune_dead_workers, store_factory
@@ -52,6 +52,9 @@ class Runner:
         self.keys = Keys(settings.namespace)
         self.store = Store(connect(settings.redis_url, max_connections=settings.effective_redis_pool),
                            self.keys, settings.failure_backend)
+        # Pools shared by every greenlet's jobs: MySQL (only with DATABASE_URL) and HTTP.
+        db.configure(settings.database_url, settings.db_pool, settings.db_pool_timeout)
+        http.configure(settings.fibers, *settings.http_timeout)
         # Jobs and plugins that enqueue share the worker's bounded pool (client.default()).
         client.set_default(client.Resque(self.store.redis, settings.namespace, settings.redis_url))
         self.fetcher = Fetcher(

@@ -1,0 +1,91 @@
+"""Job bodies of the benchmark workloads, and their in-process measurements.
+
+Loaded by the worker with ``-r bench/jobs.py`` and by ``bench/floor.py``. Each job records its
+pickup latency (enqueue -> start) in memory; at exit the process writes a summary to the file
+named by BENCH_OUT, so measuring costs no Redis traffic.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import time
+from typing import Any, Dict, List
+
+from resque_compat import db, http
+from resque_compat.registry import job
+
+_latencies: List[float] = []
+_window = {"first_start": 0.0, "last_end": 0.0}
+
+
+def _start(enqueued_at: float) -> None:
+    now = time.time()
+    _latencies.append(now - enqueued_at)
+    if not _window["first_start"]:
+        _window["first_start"] = now
+
+
+def _end() -> None:
+    _window["last_end"] = time.time()
+
+
+@job("Bench::Noop", queue="bench")
+def noop(enqueued_at: float, url: str = "") -> None:
+    _start(enqueued_at)
+    _end()
+
+
+@job("Bench::Callback", queue="bench")
+def callback(enqueued_at: float, url: str) -> None:
+    _start(enqueued_at)
+    http.get(url).raise_for_status()
+    _end()
+
+
+@job("Bench::CallbackDb", queue="bench")
+def callback_db(enqueued_at: float, url: str) -> None:
+    _start(enqueued_at)
+    with db.cursor() as cur:  # the original setup: a little MySQL gating each callback
+        cur.execute("SELECT 1")
+        cur.fetchall()
+    http.get(url).raise_for_status()
+    _end()
+
+
+BODIES = {"Bench::Noop": noop, "Bench::Callback": callback, "Bench::CallbackDb": callback_db}
+
+
+def percentile(values: List[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary() -> Dict[str, Any]:
+    peak_kb = 0
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    peak_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "jobs": len(_latencies),
+        "pickup_p50_ms": percentile(_latencies, 0.50) * 1000,
+        "pickup_p99_ms": percentile(_latencies, 0.99) * 1000,
+        "window_s": max(0.0, _window["last_end"] - _window["first_start"]),
+        "peak_rss_mb": peak_kb / 1024,
+        "db": db.stats(),
+        "http": http.stats(),
+    }
+
+
+@atexit.register
+def _dump() -> None:
+    path = os.environ.get("BENCH_OUT")
+    if path:
+        with open(path, "w") as fh:
+            json.dump(summary(), fh)

@@ -1,0 +1,267 @@
+"""``make bench``: the workloads of issue 4, each one table row, plus the floor beside it.
+
+W1 no-op (20,000 jobs, FIBERS=100); W2 callback (5,000 jobs, one HTTP GET to a local endpoint
+answering after 100 ms, FIBERS=100, ideal 1,000 jobs/s); W3 as W2 plus one SELECT through
+DB_POOL=20; W4 as W2 with FIBERS=1000 and 20,000 jobs (ideal 10,000 jobs/s).
+
+For each: the queue is filled, ``resque-py work ... INTERVAL=0`` drains it (throughput, CPU,
+peak RSS, most MySQL and Redis connections seen), then a paced stream at half that rate goes
+to a running worker (pickup latency, enqueue -> start). The floor runs the same job bodies on
+bare greenlets. A private redis-server is started so Redis numbers are ours alone. Figures
+vary between runs on a shared 2-core machine: compare ratios within one run.
+
+``python bench/run.py [--quick] [--only W1,W2]``
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import pymysql
+import redis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = sys.executable
+BENCH_DB = "resque_bench"
+MYSQL = dict(host="127.0.0.1", port=3306, user="root", password="")
+
+WORKLOADS = {
+    "W1": dict(cls="Bench::Noop", jobs=20000, fibers=100, ideal=None, db=False),
+    "W2": dict(cls="Bench::Callback", jobs=5000, fibers=100, ideal=1000, db=False),
+    "W3": dict(cls="Bench::CallbackDb", jobs=5000, fibers=100, ideal=1000, db=True),
+    "W4": dict(cls="Bench::Callback", jobs=20000, fibers=1000, ideal=10000, db=False),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def machine() -> str:
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{platform.node()}: {model}, {os.cpu_count()} cores, {platform.system()} "
+            f"{platform.release()}, Python {platform.python_version()}")
+
+
+class Sampler(threading.Thread):
+    """Samples the most Redis clients and MySQL connections of the bench DB every 20 ms."""
+
+    def __init__(self, r: redis.Redis) -> None:
+        super().__init__(daemon=True)
+        self.r = r
+        self.mysql = pymysql.connect(**MYSQL)
+        self.base_redis = self._redis()
+        self.max_redis = 0
+        self.max_mysql = 0
+        self.stop_flag = threading.Event()
+
+    def _redis(self) -> int:
+        return int(self.r.info("clients")["connected_clients"])
+
+    def _mysql(self) -> int:
+        with self.mysql.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB=%s", (BENCH_DB,))
+            return int(cur.fetchone()[0])
+
+    def run(self) -> None:
+        while not self.stop_flag.wait(0.02):
+            self.max_redis = max(self.max_redis, self._redis() - self.base_redis)
+            self.max_mysql = max(self.max_mysql, self._mysql())
+
+    def stop(self) -> Tuple[int, int]:
+        self.stop_flag.set()
+        self.join()
+        self.mysql.close()
+        return self.max_redis, self.max_mysql
+
+
+def run_process(args: List[str], env: Dict[str, str]) -> Tuple[float, float, Dict[str, Any]]:
+    """Run to completion; returns (wall seconds, CPU seconds, BENCH_OUT summary)."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+        out = fh.name
+    started = time.time()
+    proc = subprocess.Popen(args, env={**env, "BENCH_OUT": out}, cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.time() - started
+    if status != 0:
+        raise SystemExit(f"benchmark process failed ({status}): {' '.join(args)}")
+    with open(out) as fh:
+        data = json.load(fh)
+    os.unlink(out)
+    return wall, usage.ru_utime + usage.ru_stime, data
+
+
+def fill(r: redis.Redis, cls: str, count: int, url: str) -> None:
+    pipe = r.pipeline(transaction=False)
+    pipe.sadd("resque:queues", "bench")
+    now = time.time()
+    for _ in range(count):
+        pipe.rpush("resque:queue:bench", json.dumps({"class": cls, "args": [now, url]}, separators=(",", ":")))
+    pipe.execute()
+
+
+def worker_args(w: Dict[str, Any], interval: str) -> List[str]:
+    return [PY, "-m", "resque_compat", "work", "QUEUE=bench", f"FIBERS={w['fibers']}",
+            f"INTERVAL={interval}", "-r", "bench/jobs.py"]
+
+
+def throughput(r: redis.Redis, w: Dict[str, Any], env: Dict[str, str], url: str) -> Dict[str, Any]:
+    r.flushdb()
+    # Start-up and shutdown cost, measured on an empty queue, is taken off the CPU figure.
+    _, idle_cpu, _ = run_process(worker_args(w, "0"), env)
+    fill(r, w["cls"], w["jobs"], url)
+    sampler = Sampler(r)
+    sampler.start()
+    wall, cpu, data = run_process(worker_args(w, "0"), env)
+    max_redis, max_mysql = sampler.stop()
+    assert int(r.get("resque:stat:processed") or 0) == w["jobs"], "not every job was processed"
+    assert r.llen("resque:failed") == 0, r.lindex("resque:failed", 0)
+    window = data["window_s"] or wall
+    return dict(jobs_s=w["jobs"] / window, cpu_per_1000=(cpu - idle_cpu) / w["jobs"] * 1000,
+                rss=data["peak_rss_mb"], max_redis=max_redis, max_mysql=max_mysql, wall=wall)
+
+
+def floor(w: Dict[str, Any], env: Dict[str, str], url: str) -> Dict[str, Any]:
+    base = [PY, "bench/floor.py", w["cls"]]
+    _, idle_cpu, _ = run_process(base + ["0", str(w["fibers"]), url], env)
+    wall, cpu, data = run_process(base + [str(w["jobs"]), str(w["fibers"]), url], env)
+    window = data["window_s"] or wall
+    return dict(jobs_s=w["jobs"] / window, cpu_per_1000=(cpu - idle_cpu) / w["jobs"] * 1000)
+
+
+def latency(r: redis.Redis, w: Dict[str, Any], env: Dict[str, str], url: str, rate: float,
+            seconds: float) -> Dict[str, Any]:
+    """Pickup latency of a paced stream at ``rate`` jobs/s into a running, idle-at-start worker."""
+    r.flushdb()
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+        out = fh.name
+    proc = subprocess.Popen(worker_args(w, "5"), env={**env, "BENCH_OUT": out}, cwd=ROOT)
+    deadline = time.time() + 20
+    while len(r.smembers("resque:workers")) < w["fibers"] and time.time() < deadline:
+        time.sleep(0.05)
+    total = int(rate * seconds)
+    start = time.time()
+    batch = max(1, int(rate / 100))  # enqueue in 10 ms steps
+    sent = 0
+    while sent < total:
+        due = start + sent / rate
+        pause = due - time.time()
+        if pause > 0:
+            time.sleep(pause)
+        pipe = r.pipeline(transaction=False)
+        for _ in range(min(batch, total - sent)):
+            pipe.rpush("resque:queue:bench", json.dumps({"class": w["cls"], "args": [time.time(), url]},
+                                                        separators=(",", ":")))
+        pipe.sadd("resque:queues", "bench")
+        pipe.execute()
+        sent += batch
+    while int(r.get("resque:stat:processed") or 0) < total and time.time() < start + seconds + 30:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGQUIT)
+    proc.wait(30)
+    with open(out) as fh:
+        data = json.load(fh)
+    os.unlink(out)
+    return dict(p50=data["pickup_p50_ms"], p99=data["pickup_p99_ms"], rate=rate)
+
+
+def start_redis() -> Tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port),
+                             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--maxclients", "10000"], stdout=subprocess.DEVNULL)
+    r = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            r.ping()
+            return proc, port
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise SystemExit("could not start a private redis-server for the benchmark")
+
+
+def start_endpoint(delay: float) -> Tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([PY, "examples/callbacks/endpoint.py", "--port", "0", "--delay", str(delay)],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    return proc, int(proc.stdout.readline().strip())
+
+
+def endpoint_lateness(port: int) -> Dict[str, Any]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a tenth of the jobs (smoke test)")
+    parser.add_argument("--only", default="W1,W2,W3,W4")
+    parser.add_argument("--results", default=os.path.join(ROOT, "bench", "results.md"))
+    opts = parser.parse_args()
+
+    mysql = pymysql.connect(**MYSQL)
+    with mysql.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS {BENCH_DB}")
+    mysql.close()
+    redis_proc, redis_port = start_redis()
+    endpoint, port = start_endpoint(0.1)
+    url = f"http://127.0.0.1:{port}/callback"
+    r = redis.Redis(port=redis_port, decode_responses=True)
+    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+           "DATABASE_URL": f"mysql://root@127.0.0.1:3306/{BENCH_DB}", "DB_POOL": "20"}
+    for name in ("QUEUE", "QUEUES", "FIBERS", "INTERVAL", "VERBOSE", "VVERBOSE"):
+        env.pop(name, None)
+    rows = []
+    print(f"machine: {machine()}")
+    header = ("| workload | jobs/s | ideal % | floor jobs/s | pickup p50/p99 ms | peak RSS MB | "
+              "CPU s/1000 jobs | floor CPU s/1000 | overhead ms/job | max MySQL | max Redis |")
+    print(header)
+    try:
+        for name in opts.only.split(","):
+            w = dict(WORKLOADS[name])
+            if opts.quick:
+                w["jobs"] //= 10
+            env_w = env if w["db"] else {k: v for k, v in env.items() if k != "DATABASE_URL"}
+            t = throughput(r, w, env_w, url)
+            f = floor(w, env_w, url)
+            lat = latency(r, w, env_w, url, rate=min(t["jobs_s"] * 0.5, 2000), seconds=3 if not opts.quick else 1)
+            ideal = f"{100 * t['jobs_s'] / w['ideal']:.0f}" if w["ideal"] else "-"
+            row = (f"| {name} {w['cls']} x{w['jobs']} F={w['fibers']} | {t['jobs_s']:.0f} | {ideal} | "
+                   f"{f['jobs_s']:.0f} | {lat['p50']:.1f} / {lat['p99']:.1f} | {t['rss']:.0f} | "
+                   f"{t['cpu_per_1000']:.2f} | {f['cpu_per_1000']:.2f} | "
+                   f"{t['cpu_per_1000'] - f['cpu_per_1000']:.3f} | {t['max_mysql']} | {t['max_redis']} |")
+            print(row, flush=True)
+            rows.append(row)
+        late = endpoint_lateness(port)
+        print(f"endpoint: {late['requests']} requests, lateness max {late['max_late_ms']:.1f} ms, "
+              f"p99 {late['p99_late_ms']:.1f} ms")
+    finally:
+        endpoint.terminate()
+        redis_proc.terminate()
+    with open(opts.results, "a") as fh:
+        fh.write(f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}{' (quick)' if opts.quick else ''}\n\n")
+        fh.write(f"machine: {machine()}\n\n{header}\n|{'---|' * 11}\n" + "\n".join(rows) + "\n\n")
+        fh.write(f"endpoint lateness: max {late['max_late_ms']:.1f} ms, p99 {late['p99_late_ms']:.1f} ms\n")
+
+
+if __name__ == "__main__":
+    main()
