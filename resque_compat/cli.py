@@ -60,15 +60,21 @@ def main_group(ctx: click.Context, redis_url: Optional[str], namespace: Optional
 _ENV_LABELS = {"QUEUE": "QUEUES/QUEUE", "VERBOSE": "VERBOSE/LOGGING"}
 
 
-def _work_options(func: Any) -> Any:
-    """One click option per row of the settings table, each naming its env variable."""
-    for setting in reversed(SETTINGS):
-        if not setting.option:
-            continue
-        env = _ENV_LABELS.get(setting.env, setting.env)
-        func = click.option(setting.option, setting.field, metavar=setting.metavar, default=None,
-                            help=f"{setting.help} [env/word: {env}]")(func)
-    return func
+def setting_options(command: str) -> Any:
+    """A decorator adding one click option per settings-table row of ``command``, each naming
+    its env variable."""
+    def decorate(func: Any) -> Any:
+        for setting in reversed(SETTINGS):
+            if not setting.option or setting.command != command:
+                continue
+            env = _ENV_LABELS.get(setting.env, setting.env)
+            func = click.option(setting.option, setting.field, metavar=setting.metavar, default=None,
+                                help=f"{setting.help} [env/word: {env}]")(func)
+        return func
+    return decorate
+
+
+_work_options = setting_options("work")
 
 
 @main_group.command(epilog=EPILOG)
@@ -209,15 +215,6 @@ def info(obj: Context, as_json: bool) -> None:
 
 
 @main_group.command()
-@click.pass_obj
-def queues(obj: Context) -> None:
-    """List queues with their sizes (resque-web's Queues page)."""
-    resque = _client(obj)
-    for name in resque.queues():
-        click.echo(f"{name}\t{resque.size(name)}")
-
-
-@main_group.command()
 def version() -> None:
     """Print our version and the Resque wire version we speak."""
     click.echo(f"resque-py {__version__} (Resque {RESQUE_VERSION} wire format)")
@@ -230,3 +227,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
+
+
+from . import cli_scheduler  # noqa: E402,F401  registers `resque-py scheduler` on main_group
+from . import cli_admin  # noqa: E402,F401  workers, failed, remove-worker, pause-all, resume-all, queues
+from . import cli_listen  # noqa: E402,F401  registers `resque-py listen` (issue 8)

@@ -6,11 +6,11 @@ True
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import redis
 
-from . import codec, registry
+from . import codec, hooks, registry
 from .errors import NoClassError, NoQueueError, RedisUnavailable
 from .keys import DEFAULT_NAMESPACE, Keys
 from .records import parse_job
@@ -18,6 +18,9 @@ from .settings import DEFAULT_REDIS_URL, rails_environment
 from .store import Store, connect
 
 JobRef = Union[str, Any]  # a Ruby class name, or a function/class decorated with @job
+
+if TYPE_CHECKING:
+    from .scheduler import Delayed
 
 
 class Resque:
@@ -44,7 +47,7 @@ class Resque:
             ) from None
 
     # -- enqueue / dequeue ---------------------------------------------------------------------
-    def enqueue(self, job: JobRef, *args: Any) -> bool:
+    def enqueue(self, job: JobRef, *args: Any) -> Optional[bool]:
         """``Resque.enqueue``: the queue comes from the job's ``@job(..., queue=...)``."""
         spec = registry.spec_for(job)
         if spec.queue is None:
@@ -54,7 +57,7 @@ class Resque:
             )
         return self.enqueue_to(spec.queue, spec.name, *args)
 
-    def enqueue_to(self, queue: str, job: JobRef, *args: Any) -> bool:
+    def enqueue_to(self, queue: str, job: JobRef, *args: Any) -> Optional[bool]:
         """``Resque.enqueue_to``: validate like Ruby, then SADD queues + RPUSH in one pipeline.
 
         The bytes are exactly Ruby's, so Ruby's ``Resque.dequeue(Klass, *args)`` removes it.
@@ -66,10 +69,13 @@ class Resque:
             )
         if not class_name:
             raise NoClassError("Jobs must be given a class.")
+        if not hooks.run_before_enqueue(class_name, args):
+            return None  # a before_enqueue hook returned False: Ruby pushes nothing, returns nil
         self.store.push(str(queue), codec.encode_job(class_name, args))
+        hooks.run_after_enqueue(class_name, args)
         return True
 
-    def dequeue(self, job: JobRef, *args: Any, queue: Optional[str] = None) -> int:
+    def dequeue(self, job: JobRef, *args: Any, queue: Optional[str] = None) -> Optional[int]:
         """``Resque.dequeue``/``Job.destroy``: with args, remove byte-identical items (LREM);
         without, every item of that class whatever its formatting. Returns how many."""
         class_name = self._class_name(job)
@@ -78,11 +84,24 @@ class Resque:
             queue = spec.queue
             if queue is None:
                 raise NoQueueError(f"no queue given and none registered for {class_name}")
+        if not hooks.run_before_dequeue(class_name, args):
+            return None  # a before_dequeue hook returned False: Ruby removes nothing, returns nil
         if args:
-            return self.store.remove_items(queue, codec.encode_job(class_name, args))
-        matching = [raw for raw in self.store.queue_items(queue)
-                    if parse_job(queue, raw).class_name == class_name]
-        return self.store.remove_raw_items(queue, matching) if matching else 0
+            removed = self.store.remove_items(queue, codec.encode_job(class_name, args))
+        else:
+            matching = [raw for raw in self.store.queue_items(queue)
+                        if parse_job(queue, raw).class_name == class_name]
+            removed = self.store.remove_raw_items(queue, matching) if matching else 0
+        hooks.run_after_dequeue(class_name, args)
+        return removed
+
+    def enqueue_active_job(self, job_class: str, *args: Any, queue: str = "default",
+                           **kwargs: Any) -> Optional[str]:
+        """``JobClass.set(queue: queue).perform_later(*args, **kwargs)``; see
+        :func:`resque_compat.activejob.enqueue_active_job`. Returns the job_id."""
+        from .activejob import enqueue_active_job
+
+        return enqueue_active_job(job_class, *args, queue=queue, resque=self, **kwargs)
 
     @staticmethod
     def _class_name(job: JobRef) -> str:
@@ -140,6 +159,35 @@ class Resque:
         if "path" in kw:
             return f"redis://{kw['path']}/{kw.get('db', 0)}"
         return f"redis://{kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+
+    # -- delayed jobs: resque-scheduler's API and keys (WIRE §7.1), see scheduler.Delayed -----
+    @property
+    def delayed(self) -> "Delayed":
+        from .scheduler import Delayed
+
+        return Delayed(self)
+
+    def enqueue_at(self, when: Any, job: JobRef, *args: Any) -> bool:
+        """Run ``job`` at ``when`` (epoch seconds or datetime) on its registered queue."""
+        return self.delayed.enqueue_at(when, job, *args)
+
+    def enqueue_in(self, seconds: float, job: JobRef, *args: Any) -> bool:
+        return self.delayed.enqueue_in(seconds, job, *args)
+
+    def enqueue_at_with_queue(self, queue: str, when: Any, job: JobRef, *args: Any) -> bool:
+        return self.delayed.enqueue_at_with_queue(queue, when, job, *args)
+
+    def enqueue_in_with_queue(self, queue: str, seconds: float, job: JobRef, *args: Any) -> bool:
+        return self.delayed.enqueue_in_with_queue(queue, seconds, job, *args)
+
+    def remove_delayed(self, job: JobRef, *args: Any, queue: Optional[str] = None) -> int:
+        return self.delayed.remove_delayed(job, *args, queue=queue)
+
+    def delayed_queue_size(self) -> int:
+        return self.delayed.delayed_queue_size()
+
+    def delayed_timestamp_peek(self, when: Any, start: int, count: int) -> List[Any]:
+        return self.delayed.delayed_timestamp_peek(when, start, count)
 
 
 _default: Optional[Resque] = None

@@ -5,12 +5,15 @@ A process runs FIBERS greenlets but opens at most DB_POOL connections: a job bor
 end of the ``with`` block, so 100 greenlets that spend most of their time in HTTP calls share 20
 connections. Do not hold a connection across anything slow that is not MySQL.
 
-Why a semaphore in front of ``PooledDB``: DBUtils' ``blocking=True`` waits on a
+Why slots in front of ``PooledDB``: DBUtils' ``blocking=True`` waits on a
 ``threading.Condition`` with no timeout, so a job could wait forever for a connection. Every
-checkout first takes a slot from a gevent ``BoundedSemaphore`` of DB_POOL slots, with
-DB_POOL_TIMEOUT as the limit; only a slot holder asks ``PooledDB`` (``maxconnections`` = DB_POOL,
-``blocking=True`` kept as a safety net) for a connection, so ``PooledDB`` always has one free and
-at most DB_POOL connections ever exist. Waiters queue in FIFO order and wait cooperatively.
+checkout first takes one of DB_POOL slots, waiting at most DB_POOL_TIMEOUT; only a slot holder
+asks ``PooledDB`` (``maxconnections`` = DB_POOL, ``blocking=True`` kept as a safety net) for a
+connection, so ``PooledDB`` always has one free and at most DB_POOL connections ever exist.
+The slots are a FIFO hand-off (:class:`_Slots`), not a ``gevent.lock.BoundedSemaphore``: a
+semaphore lets a greenlet that just gave a connection back take it again before the woken
+waiter runs, and with 100 greenlets on 20 connections some waiters starved for over a second,
+so a busy but healthy pool could raise PoolExhausted.
 
 ``PooledDB`` pings each connection when it is handed out (``ping=1``) and replaces it if MySQL
 restarted or dropped it ("gone away"), and rolls back whatever a job left uncommitted when it
@@ -24,13 +27,14 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import gevent
-from gevent.lock import BoundedSemaphore
+from gevent.event import Event
 
 from .errors import ConfigurationError, ResqueError
 from .poolstats import PoolStats
@@ -133,8 +137,52 @@ class _Config:
     params: Dict[str, Any] = field(default_factory=dict)
 
 
+class _Slots:
+    """``size`` permits handed to waiters strictly first come, first served (see module doc).
+
+    A released permit goes straight to the longest waiter, and nobody takes a free permit while
+    others wait, so a wait is bounded by the work queued ahead, never by luck.
+    """
+
+    __slots__ = ("free", "_waiters")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._waiters: "deque[Event]" = deque()
+
+    def try_acquire(self) -> bool:
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return True
+        return False
+
+    def acquire(self, timeout: float) -> bool:
+        """Wait in line up to ``timeout`` seconds; True if a permit was handed to us."""
+        waiter = Event()
+        self._waiters.append(waiter)
+        try:
+            waiter.wait(timeout)
+        except BaseException:
+            # Killed while waiting: give back a permit that arrived meanwhile, else leave the line.
+            if waiter.is_set():
+                self.release()
+            else:
+                self._waiters.remove(waiter)
+            raise
+        if waiter.is_set():  # also when the hand-off raced the timer: the permit is ours
+            return True
+        self._waiters.remove(waiter)
+        return False
+
+    def release(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().set()
+        else:
+            self.free += 1
+
+
 class _Pool:
-    """One PooledDB and the semaphore that bounds and times checkouts from it."""
+    """One PooledDB and the slots that bound and time checkouts from it."""
 
     def __init__(self, config: _Config, stats: PoolStats) -> None:
         _warn_if_unpatched()
@@ -147,14 +195,14 @@ class _Pool:
         self.timeout = config.timeout
         self.stats = stats
         self.closed = False
-        self._slots = BoundedSemaphore(config.size)
+        self._slots = _Slots(config.size)
         self._pooled = PooledDB(
             pymysql,
             mincached=0,
             maxcached=config.size,
             maxshared=0,  # dedicated connections only: never two greenlets on one connection
             maxconnections=config.size,
-            blocking=True,  # never reached: the semaphore admits at most `size` holders
+            blocking=True,  # never waits: the slots admit at most `size` holders
             ping=1,  # ping when handed out; reconnect if MySQL restarted or dropped it
             reset=True,  # always roll back on return
             **config.params,
@@ -164,7 +212,7 @@ class _Pool:
     def checkout(self) -> Tuple[Any, Any]:
         """A slot and a connection: (raw PyMySQL connection, DBUtils lease to give back)."""
         stats = self.stats
-        if not self._slots.acquire(blocking=False):
+        if not self._slots.try_acquire():
             stats.waiting += 1
             started = time.perf_counter()
             try:
@@ -177,10 +225,15 @@ class _Pool:
                 stats.timeouts += 1
                 raise PoolExhausted(self.size, waited, self.timeout, stats.waiting)
         try:
-            lease = self._pooled.connection(shareable=False)
-            raw = self._raw(lease)
+            lease = self._pooled.connection(shareable=False)  # pings; reconnects if needed
         except BaseException:
             stats.errors += 1
+            self._slots.release()
+            raise
+        try:
+            raw = self._raw(lease)
+        except BaseException:
+            lease.close()
             self._slots.release()
             raise
         stats.acquired()

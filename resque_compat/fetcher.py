@@ -80,6 +80,13 @@ class Fetcher:
         #: Jobs still allowed before the process recycles itself (MAX_JOBS); None = no limit.
         self.job_budget: Optional[int] = None
         self.on_budget_spent: Optional[Callable[[], None]] = None
+        #: Resque's queue_empty hook: a poll found the queues empty after jobs were taken, and
+        #: none is still running (the process went from working to idle).
+        self.on_queue_empty: Optional[Callable[[], None]] = None
+        self._took_jobs = False
+        self.in_flight = 0  # jobs handed to slots and not yet done_working
+        #: FAILURE_BACKEND=multiple: called with each failure entry once a trip recorded it.
+        self.on_failure_recorded: Optional[Callable[[str], None]] = None
         self.paused = False           # USR2 (local); pause-all-workers is checked in Redis
         self.redis_paused = False
         self.current_queues: List[str] = list(queues.include)
@@ -105,6 +112,7 @@ class Fetcher:
     def done_working(self, job: Job, worker_id: str, failure: Optional[str] = None) -> None:
         """Ruby's ``report_failed_job`` (if ``failure``) and ``done_working``, on the next trip."""
         self._endings.append(_Ending(Done(worker_id, failure, job.queue), job.record))
+        self.in_flight -= 1
         self._wake.set()
 
     # -- control -------------------------------------------------------------------------------
@@ -164,9 +172,13 @@ class Fetcher:
                 if self._stopping:
                     delay = 0.0  # back to the top: flush what is left, or end
                 elif got_jobs:
+                    self._took_jobs = True
                     interval = self.min_interval
                     delay = 0.0 if self._waiting or self._endings else None
                 elif asked:
+                    if self._took_jobs and self.in_flight <= 0 and self.on_queue_empty is not None:
+                        self._took_jobs = False
+                        self.on_queue_empty()
                     if interval == 0:  # INTERVAL=0 (or MIN_INTERVAL=0 after a job): drain, exit
                         self._release_waiting()
                     # Ruby 3.0 backoff: grow by BACKOFF_INTERVAL after each empty poll, capped.
@@ -215,6 +227,7 @@ class Fetcher:
             self._uncertain = _Uncertain(endings, asking if free_ids else [])
             raise
         self.redis_paused = paused
+        self._recorded(endings)
         self._hand_out(asking, [parse_job(j.queue, j.raw, j.record) for j in jobs])
         self._spend(len(jobs))
         return bool(jobs), bool(asking) and not paused
@@ -222,6 +235,7 @@ class Fetcher:
     def _hand_out(self, asking: Sequence[Tuple[str, AsyncResult]], jobs: Sequence[Optional[Job]]) -> None:
         """Give ``jobs[i]`` to ``asking[i]``; those slots stop waiting (None = no job)."""
         given = {id(result) for (_, result), job in zip(asking, jobs) if job is not None}
+        self.in_flight += len(given)
         self._waiting = [(wid, res) for wid, res in self._waiting if id(res) not in given]
         for (_, result), job in zip(asking, jobs):
             if job is not None:
@@ -242,6 +256,7 @@ class Fetcher:
         if not ran:
             self._endings = lost.endings + self._endings
             return
+        self._recorded(lost.endings)
         recovered = [_job_from_record(current[wid]) if current[wid] else None
                      for wid, _ in lost.asking]
         if any(recovered):
@@ -249,6 +264,12 @@ class Fetcher:
                         sum(1 for j in recovered if j))
         self._hand_out(lost.asking, recovered)
         self._spend(sum(1 for j in recovered if j))
+
+    def _recorded(self, endings: Sequence[_Ending]) -> None:
+        if self.on_failure_recorded is not None:
+            for ending in endings:
+                if ending.done.failure:
+                    self.on_failure_recorded(ending.done.failure)
 
     def _spend(self, jobs: int) -> None:
         if self.job_budget is None or not jobs:
@@ -267,15 +288,25 @@ class Fetcher:
 
 def _job_from_record(record: bytes) -> Optional[Job]:
     """Rebuild the Job from the ``worker:<id>`` value our script wrote (raw bytes included)."""
-    try:
-        data = codec.decode(record)
-        queue, run_at = data["queue"], data["run_at"]
-    except (codec.DecodeError, KeyError, TypeError):
+    found = raw_from_record(record)
+    if found is None:
         log.error("cannot read back worker record %r; leaving it for the pruner", record[:200])
         return None
-    body = payload_bytes_from_record(record, data) or b""
-    if body.startswith(b"{"):
-        raw = body
-    else:  # the script escaped a non-object payload byte by byte (\u00XX)
-        raw = str(data["payload"]).encode("latin-1", errors="replace")
-    return parse_job(queue, raw, record)
+    return parse_job(found[0], found[1], record)
+
+
+def raw_from_record(record: bytes) -> Optional[Tuple[str, bytes]]:
+    """(queue, the popped item's exact bytes) from a ``worker:<id>`` value our script wrote;
+    None if it does not have the script's layout."""
+    try:
+        data = codec.decode(record)
+        queue = data["queue"]
+    except (codec.DecodeError, KeyError, TypeError):
+        return None
+    body = payload_bytes_from_record(record, data)
+    if body is None:
+        return None
+    if isinstance(data.get("payload"), dict):  # embedded as popped, leading whitespace and all
+        return queue, body
+    # The script escaped a payload that is not a strict JSON object byte by byte (\u00XX).
+    return queue, str(data.get("payload")).encode("latin-1", errors="replace")

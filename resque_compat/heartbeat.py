@@ -235,6 +235,7 @@ def prune_dead_workers(
         return []
     held = dict(zip(victims, store.worker_jobs(victims)))
     entries = []
+    entry_queues: List[Optional[str]] = []  # each entry's job queue, for redis_multi_queue
     requeues: List[Tuple[str, bytes]] = []
     for wid in victims:
         record = held_job(held.get(wid))
@@ -257,9 +258,10 @@ def prune_dead_workers(
         else:
             exc = DirtyExit("Job still being processed")
         entries.append(dirty_exit_entry(record, exc, wid, now()))
+        entry_queues.append(record.get("queue"))
     for wid in victims:
         log.info("Pruning dead worker: %s", wid)
-    store.unregister_workers(victims, entries, requeues)
+    store.unregister_workers(victims, entries, requeues, entry_queues)
     return victims
 
 

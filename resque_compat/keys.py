@@ -18,6 +18,11 @@ key                                    type    meaning (WIRE section; fixture th
 ``failed_queues`` / ``<queue>_failed`` set/lst redis_multi_queue backend (§4.4; 10)
 ``pruning_dead_workers_in_progress``   string  pruning lock, SET NX EX 60 (§3.5; 02)
 ``pause-all-workers``                  string  operator pause switch (§1.2)
+``delayed_queue_schedule``             zset    due epoch seconds, member = score (§7.1; 09)
+``delayed:<ts>``                       list    ``{"class","args","queue"}`` items due at ts (§7.1; 09)
+``timestamps:<item JSON>``             set     ``delayed:<ts>`` members holding that item (§7.1; 09)
+``<ns>:resque_scheduler_master_lock``  string  scheduler leader ``host:pid``, doubled ns (§7.1; 09b)
+``resque-retry:<Class>[:<sha1>]``      string  resque-retry attempt counter (§7.2)
 =====================================  ======  ==================================================
 
 The namespace is joined with ``:`` exactly as redis-namespace does (§1.1); nested namespaces
@@ -25,7 +30,12 @@ such as ``resque:GitHub`` simply contain a colon.
 """
 from __future__ import annotations
 
+import re
+from typing import Optional
+
 DEFAULT_NAMESPACE = "resque"
+#: Ruby's ``/\s/``: ASCII whitespace only, also in UTF-8 strings.
+_RUBY_WHITESPACE = re.compile(r"[ \t\n\v\f\r]")
 
 
 class Keys:
@@ -122,3 +132,36 @@ class Keys:
     def queue_failed_name(queue: str) -> str:
         """The member written to ``failed_queues`` (no prefix), e.g. ``critical_failed``."""
         return queue + "_failed"
+
+    def failed_queue_list(self, member: str) -> str:
+        """The list a ``failed_queues`` member names: Ruby uses the member itself as the key
+        (``Resque.list_range("critical_failed", ...)``), whoever wrote it (fixture 10)."""
+        return self._prefix + member
+
+    # -- resque-scheduler (WIRE §7.1; fixtures 08b, 09, 09b) ----------------------------------
+    @property
+    def delayed_queue_schedule(self) -> str:
+        """Zset of due times: member and score are both the epoch second."""
+        return self._prefix + "delayed_queue_schedule"
+
+    def delayed(self, timestamp: int) -> str:
+        """``delayed:<epoch int>``, the list of items due at that second."""
+        return self._prefix + "delayed:" + str(int(timestamp))
+
+    def timestamps(self, item: str) -> str:
+        """``timestamps:<exact item JSON>``, the set of ``delayed:<ts>`` holding that item."""
+        return self._prefix + "timestamps:" + item
+
+    def scheduler_master_lock(self, lock_prefix: str = "") -> str:
+        """resque-scheduler's leader lock. Ruby builds ``<ns>:[<prefix>:]resque_scheduler_master_lock``
+        and then sends it through the namespaced client, so the namespace is doubled:
+        ``resque:resque:resque_scheduler_master_lock`` (fixture 09b)."""
+        middle = lock_prefix + ":" if lock_prefix else ""
+        return self._prefix + self.namespace + ":" + middle + "resque_scheduler_master_lock"
+
+    # -- resque-retry (WIRE §7.2) --------------------------------------------------------------
+    def retry_counter(self, class_name: str, identifier: Optional[str]) -> str:
+        """``resque-retry:<Class>[:<identifier>]`` with every whitespace character removed, as
+        ``redis_retry_key`` does (``.gsub(/\\s/, '')`` on the joined key, after hashing)."""
+        parts = ["resque-retry", class_name] + ([] if identifier is None else [identifier])
+        return self._prefix + _RUBY_WHITESPACE.sub("", ":".join(parts))

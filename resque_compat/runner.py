@@ -17,8 +17,11 @@ import gevent
 from gevent.event import Event
 from setproctitle import setproctitle
 
-from . import client, codec, db, http, records
+from . import client, codec, db, http, hooks, records
+from . import activejob  # noqa: F401  registers ActiveJob's JobWrapper (WIRE §2.6)
+from . import retry  # noqa: F401  adds the resque-retry plugin for @job(retry_limit=...) (WIRE §7.2)
 from .errors import ConfigurationError, DirtyExit, TermException
+from .failures import notifier_for
 from .fetcher import Fetcher
 from .heartbeat import HeartbeatThread, beat, dirty_exit_entry, held_job, prune_dead_workers, store_factory
 from .keys import Keys
@@ -78,6 +81,10 @@ class Runner:
         if settings.max_jobs:
             self.fetcher.job_budget = settings.max_jobs
             self.fetcher.on_budget_spent = lambda: self.recycle(f"MAX_JOBS={settings.max_jobs} reached")
+        # FAILURE_BACKEND=multiple: a bad FAILURE_CALLBACK is a start-up error (exit 2), not a surprise later.
+        self.failure_notifier = notifier_for(settings.failure_backend, settings.failure_callback)
+        self.fetcher.on_failure_recorded = self.failure_notifier
+        self.fetcher.on_queue_empty = lambda: hooks.run_worker_hook("queue_empty", self)
         self.shutdown_requested = Event()
         self.exit_code = 0
         self._term_timer: Optional[gevent.Greenlet] = None
@@ -100,6 +107,9 @@ class Runner:
             gevent.joinall([w.greenlet for w in self.workers])
             self.fetcher.close()
             fetcher.join()
+            if self.failure_notifier is not None and not self.failure_notifier.join(self.settings.term_timeout):
+                log.warning("FAILURE_CALLBACK calls still running after %.1fs; not waiting for them",
+                            self.settings.term_timeout)
             watcher.kill()
             for w in self.workers:
                 if w.greenlet.exception is not None and not isinstance(w.greenlet.exception, TermException):
@@ -129,6 +139,7 @@ class Runner:
         deadline = self.clock() + 5
         while self.heartbeat.beats == 0 and self.clock() < deadline:
             gevent.sleep(0.005)
+        hooks.run_worker_hook("on_start", self)  # Ruby's before_first_fork: before registering
         self.store.register_workers(self.ids, self._started_text())
         self.heartbeat.registered = True
 
@@ -137,13 +148,14 @@ class Runner:
         self.heartbeat.stop()
         try:
             held = self.store.worker_jobs(self.ids)
-            entries = []
+            entries, queues = [], []
             for wid, raw in zip(self.ids, held):
                 record = held_job(raw)
                 if record is not None:
                     entries.append(dirty_exit_entry(record, DirtyExit("Job still being processed"),
                                                     wid, self.clock()))
-            self.store.unregister_workers(self.ids, entries)
+                    queues.append(record.get("queue"))
+            self.store.unregister_workers(self.ids, entries, failure_queues=queues)
         except Exception:
             log.exception("could not unregister %d worker(s); a Ruby worker's pruning will "
                           "remove them once our heartbeats expire", len(self.ids))
@@ -168,6 +180,8 @@ class Runner:
     def quit(self) -> None:
         """QUIT: take no new jobs, let every in-flight job finish, then exit 0."""
         log.info("QUIT received: finishing %d job(s), then exiting", self.busy_count())
+        if not self.shutdown_requested.is_set():
+            hooks.run_worker_hook("on_shutdown", self)
         self.shutdown_requested.set()
         self.fetcher.stop()
 
@@ -179,6 +193,8 @@ class Runner:
             return
         log.info("%s received: giving %d job(s) %.1fs to finish", name, self.busy_count(),
                  self.settings.term_timeout)
+        if not self.shutdown_requested.is_set():
+            hooks.run_worker_hook("on_shutdown", self)
         self.shutdown_requested.set()
         self.fetcher.stop()
         self._term_timer = gevent.spawn_later(self.settings.term_timeout, self.kill_jobs, name)
@@ -198,11 +214,13 @@ class Runner:
         log.warning("%s: finishing %d job(s), then exiting with code %d to be restarted",
                     reason, self.busy_count(), EXIT_RECYCLE)
         self.exit_code = EXIT_RECYCLE
+        hooks.run_worker_hook("on_shutdown", self)
         self.shutdown_requested.set()
         self.fetcher.stop()
 
     def pause(self) -> None:
         log.info("USR2 received: pausing (no new jobs until CONT)")
+        hooks.run_worker_hook("before_pause", self)
         self.fetcher.paused = True
         self._refresh_title()
 
@@ -211,6 +229,7 @@ class Runner:
         self.fetcher.paused = False
         self.fetcher.nudge()
         self._refresh_title()
+        hooks.run_worker_hook("after_pause", self)
 
     # -- process title (WIRE §6.4): must always match Ruby's ps rule [r]esque-[0-9] ------------
     def busy_count(self) -> int:

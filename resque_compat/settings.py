@@ -86,6 +86,8 @@ class Setting:
     help: str
     option: str = ""
     metavar: str = "VALUE"
+    #: The command whose ``--help`` and options show the row (``work`` or ``scheduler``).
+    command: str = "work"
 
 
 #: The table that drives parsing, ``--help`` and the README's settings list.
@@ -164,6 +166,19 @@ SETTINGS: Tuple[Setting, ...] = (
             "--graphite", "HOST:PORT"),
     Setting("METRICS_PORT", "metrics_port", _int("METRICS_PORT"), "Serve Prometheus /metrics and "
             "/healthz on this port (0 = off).", "--metrics-port", "PORT"),
+    # resque-py scheduler, with resque-scheduler's names and defaults (WIRE §7.1).
+    Setting("RESQUE_SCHEDULER_INTERVAL", "scheduler_interval", _float("RESQUE_SCHEDULER_INTERVAL", 0.01),
+            "Seconds between polls for due delayed jobs (default 5).", "--interval", "SECONDS",
+            command="scheduler"),
+    Setting("DELAYED_REQUEUE_BATCH_SIZE", "delayed_requeue_batch_size",
+            _int("DELAYED_REQUEUE_BATCH_SIZE", 1), "Delayed jobs moved per atomic step (default 100).",
+            "--batch-size", "N", command="scheduler"),
+    Setting("RESQUE_SCHEDULER_MASTER_LOCK_PREFIX", "scheduler_lock_prefix", str, "Extra prefix "
+            "of the leader lock key, as resque-scheduler's (default none).", "--lock-prefix", "PREFIX",
+            command="scheduler"),
+    Setting("RESQUE_SCHEDULER_LOCK_TIMEOUT", "scheduler_lock_timeout", _int("RESQUE_SCHEDULER_LOCK_TIMEOUT", 1),
+            "Seconds the leader lock lives unless renewed (default 180, Ruby's).", "--lock-timeout",
+            "SECONDS", command="scheduler"),
 )
 
 _BY_ENV: Dict[str, Setting] = {s.env: s for s in SETTINGS}
@@ -209,6 +224,10 @@ class Settings:
     statsd: Optional[str] = None
     graphite: Optional[str] = None
     metrics_port: int = 0
+    scheduler_interval: float = 5.0
+    delayed_requeue_batch_size: int = 100
+    scheduler_lock_prefix: str = ""
+    scheduler_lock_timeout: int = 180
 
     # -- derived values (Ruby's defaults that depend on other settings) ------------------------
     @property
@@ -345,8 +364,10 @@ def rails_environment(environ: Optional[Mapping[str, str]] = None) -> str:
 
 def connection_settings(options: Optional[Mapping[str, Any]] = None,
                         environ: Optional[Mapping[str, str]] = None) -> Settings:
-    """Settings for client commands (enqueue, info, ...): only REDIS_URL and RESQUE_NAMESPACE
-    are read, so a worker setting in the environment cannot break them."""
+    """Settings for client commands (enqueue, info, failed, ...): only REDIS_URL,
+    RESQUE_NAMESPACE and FAILURE_BACKEND (which failure lists the admin commands read, as the
+    workers write them) are read, so another worker setting in the environment cannot break them."""
     environ = os.environ if environ is None else environ
-    wanted = {k: environ[k] for k in ("REDIS_URL", "RESQUE_NAMESPACE") if k in environ}
+    wanted = {k: environ[k] for k in ("REDIS_URL", "RESQUE_NAMESPACE", "FAILURE_BACKEND")
+              if k in environ}
     return Settings.load((), options, wanted)

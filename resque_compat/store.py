@@ -27,9 +27,10 @@ from .keys import Keys
 #:    (WIRE §3.3), and nothing is popped that a free greenlet cannot start at once.
 #:
 #: The record is built by concatenation so the payload keeps its exact bytes (WIRE §9.6). A
-#: payload that is not a JSON object is stored as a JSON string, ASCII-escaped byte by byte, so
-#: ``worker:<id>`` is always valid JSON: resque-web and Ruby's pruner crash on anything else
-#: (WIRE §3.4, §5.2).
+#: payload that is not a strictly valid JSON object is stored as a JSON string, ASCII-escaped
+#: byte by byte, so ``worker:<id>`` is always valid JSON: resque-web and Ruby's pruner crash on
+#: anything else (WIRE §3.4, §5.2). "Strictly": cjson alone would let NaN, hex numbers, raw
+#: control characters and invalid UTF-8 through (tests/test_hostile.py).
 #:
 #: KEYS: pause-all-workers, stat:processed, stat:failed, failed_queues,
 #:       per done slot: worker:<id>, stat:processed:<id>, stat:failed:<id>, its failure list,
@@ -82,6 +83,52 @@ local function as_json_string(s)
     return string.format('\\u%04x', string.byte(c))
   end)) .. '"'
 end
+-- Valid UTF-8 (no surrogates, no overlongs) in a string that has bytes >= 0x80.
+local function utf8_ok(s)
+  local i = string.find(s, '[\128-\255]')
+  while i do
+    local c = string.byte(s, i)
+    local n, lo, hi = 2, 128, 191
+    if c >= 194 and c <= 223 then n = 1
+    elseif c == 224 then lo = 160
+    elseif c == 237 then hi = 159
+    elseif c >= 225 and c <= 239 then n = 2
+    elseif c == 240 then n, lo = 3, 144
+    elseif c >= 241 and c <= 243 then n = 3
+    elseif c == 244 then n, hi = 3, 143
+    else return false end
+    for j = 1, n do
+      local b = string.byte(s, i + j)
+      if not b or b < (j == 1 and lo or 128) or b > (j == 1 and hi or 191) then return false end
+    end
+    i = string.find(s, '[\128-\255]', i + n + 1)
+  end
+  return true
+end
+-- cjson accepts what Ruby's parser and resque-web reject (NaN, Infinity, 0x10, 01, 1., +1, raw
+-- control characters and invalid UTF-8 in strings); such a payload must not be embedded.
+local function strict_object(raw)
+  if not (string.find(raw, '^[ \t\n\r]*{') and pcall(cjson.decode, raw)) then
+    return false
+  end
+  local ok = true
+  local bare = string.gsub(string.gsub(raw, '\\.', ''), '"([^"]*)"', function(s)
+    if string.find(s, '[%z\1-\31]') or (string.find(s, '[\128-\255]') and not utf8_ok(s)) then
+      ok = false
+    end
+    return '""'
+  end)
+  if not ok then return false end
+  bare = string.gsub(string.gsub(string.gsub(bare, 'true', ''), 'false', ''), 'null', '')
+  if string.find(bare, '[^%d \t\n\r%[%]{}:,.eE+%-"]') then return false end
+  for n in string.gmatch(bare, '[-+%d.eE]+') do
+    local int, rest = string.match(n, '^%-?(%d+)(.*)$')
+    if not int or (#int > 1 and string.sub(int, 1, 1) == '0') then return false end
+    rest = string.match(rest, '^%.%d+(.*)$') or rest
+    if rest ~= '' and not string.find(rest, '^[eE][-+]?%d+$') then return false end
+  end
+  return true
+end
 local slot = 0
 local q = 1
 while slot < n_free and q <= n_queues do
@@ -89,7 +136,7 @@ while slot < n_free and q <= n_queues do
   if raw then
     local body = raw
     local embedded = 1
-    if not (string.find(raw, '^%s*{') and pcall(cjson.decode, raw)) then
+    if not strict_object(raw) then
       body = as_json_string(raw)
       embedded = 0
     end
@@ -193,6 +240,14 @@ class Store:
         pipe.delete(self.keys.queue(queue))
         pipe.execute()
 
+    def clear_queue(self, queue: str) -> int:
+        """Drop every job of ``queue`` but keep its name in ``queues`` (LLEN + DEL, one MULTI).
+        Returns how many jobs were dropped."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.llen(self.keys.queue(queue))
+        pipe.delete(self.keys.queue(queue))
+        return int(pipe.execute()[0])
+
     def info(self) -> Tuple[List[str], List[int], int, int, List[str], int]:
         """Raw numbers for ``Resque.info``: queues, their sizes, processed, failed, workers,
         working count. Two round trips (the sizes depend on the queue names)."""
@@ -223,6 +278,29 @@ class Store:
         if not ids:
             return []
         return list(self.redis.mget([self.keys.worker(i) for i in ids]))
+
+    def worker_details(self, ids: Sequence[str]) -> Tuple[List[Optional[bytes]], List[Optional[bytes]],
+                                                          Dict[str, str], float]:
+        """resque-web's Workers page read, one round trip: each id's ``worker:<id>`` and
+        ``worker:<id>:started``, every heartbeat, and Redis TIME to age them by."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.heartbeats)
+        pipe.time()
+        if ids:  # MGET refuses an empty key list
+            pipe.mget([self.keys.worker(i) for i in ids])
+            pipe.mget([self.keys.worker_started(i) for i in ids])
+        beats, (secs, micros), *per_id = pipe.execute()
+        jobs, started = per_id if ids else ([], [])
+        return (list(jobs), list(started), {_text(k): _text(v) for k, v in beats.items()},
+                secs + micros / 1e6)
+
+    def set_pause_all(self, paused: bool) -> None:
+        """SET ``pause-all-workers`` to ``true`` (every Ruby and Python worker stops taking jobs
+        before its next reserve, WIRE §1.2), or DEL it."""
+        if paused:
+            self.redis.set(self.keys.pause_all_workers, "true")
+        else:
+            self.redis.delete(self.keys.pause_all_workers)
 
     def failures(self, start: int = 0, count: int = 1) -> List[bytes]:
         stop = -1 if count < 0 else start + count - 1
@@ -315,25 +393,32 @@ class Store:
         return paused, jobs
 
     def _failure_list(self, queue: Optional[str]) -> str:
-        if self.failure_backend == "redis_multi_queue" and queue is not None:
+        if self.failure_backend == "redis_multi_queue" and isinstance(queue, str):
             return self.keys.queue_failed(queue)
         return self.keys.failed
 
     def _failed_queue_member(self, queue: Optional[str]) -> str:
-        if self.failure_backend == "redis_multi_queue" and queue is not None:
+        if self.failure_backend == "redis_multi_queue" and isinstance(queue, str):
             return self.keys.queue_failed_name(queue)
         return ""
 
     def unregister_workers(self, ids: Sequence[str], failures: Sequence[str] = (),
-                           requeues: Sequence[Tuple[str, bytes]] = ()) -> None:
+                           requeues: Sequence[Tuple[str, bytes]] = (),
+                           failure_queues: Sequence[Optional[str]] = ()) -> None:
         """``unregister_worker``: any DirtyExit entries (or, with DIRTY_EXIT=requeue, the held
         jobs pushed back to the head of their queues), then Ruby's six commands per id (§3.5).
 
+        ``failure_queues[i]`` is the job queue of ``failures[i]``: Ruby's ``job.fail`` goes
+        through the failure backend, so with redis_multi_queue a DirtyExit lands in
+        ``<queue>_failed`` like any other failure (fixture 10).
         One MULTI, so a held job ends up failed or requeued exactly once, never neither.
         """
         pipe = self.redis.pipeline(transaction=True)
-        for entry in failures:
-            pipe.rpush(self.keys.failed, entry)
+        for i, entry in enumerate(failures):
+            queue = failure_queues[i] if i < len(failure_queues) else None
+            pipe.rpush(self._failure_list(queue), entry)
+            if self._failed_queue_member(queue):
+                pipe.sadd(self.keys.failed_queues, self._failed_queue_member(queue))
         for queue, item in requeues:
             pipe.sadd(self.keys.queues, queue)
             pipe.lpush(self.keys.queue(queue), item)

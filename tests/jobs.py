@@ -19,7 +19,10 @@ _client = None
 def control() -> redis.Redis:
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"))
+        # TEST_CONTROL_REDIS_URL: a Redis the test does not restart (tests/faults restart the
+        # worker's own Redis, and a job's record of having run must survive that).
+        url = os.environ.get("TEST_CONTROL_REDIS_URL") or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13")
+        _client = redis.Redis.from_url(url)
     return _client
 
 
@@ -83,3 +86,52 @@ def stamp_job(enqueued_at):
 @job("NoopJob", queue="critical")
 def noop_job(*args):
     pass
+
+
+# -- issue 5: limits, hostile input, faults -------------------------------------------------------
+
+@job("TimeLimitedJob", queue="critical", timeout=0.3)
+def time_limited_job(seconds):
+    """Sleeps ``seconds`` under its own 0.3 s limit (``@job(timeout=...)``)."""
+    gevent.sleep(seconds)
+    control().rpush("test:finished", repr(seconds))
+
+
+_hoard = []
+
+
+@job("MemoryJob", queue="critical")
+def memory_job(megabytes, seconds):
+    """Keep ``megabytes`` of touched memory for good, then run ``seconds`` more (MAX_MEMORY)."""
+    _hoard.append(b"\x01" * (int(megabytes) * 1024 * 1024))  # written, so resident
+    control().rpush("test:started", "memory")
+    gevent.sleep(seconds)
+    control().rpush("test:finished", "memory")
+
+
+@job("TallyJob", queue="hostile")
+def tally_job(tag, *values):
+    """Count runs per tag; ``values`` are whatever hostile arguments the test generated."""
+    control().hincrby("test:tally", str(tag), 1)
+
+
+@job("FaultJob", queue="faults")
+def fault_job(job_id, seconds=0.0):
+    """Run for ``seconds``, then record completion on the control Redis in one MULTI: member of
+    ``test:faults:done``, a run counter (re-runs) and the pid that ran it last."""
+    if seconds:
+        gevent.sleep(seconds)
+    pipe = control().pipeline(transaction=True)
+    pipe.sadd("test:faults:done", job_id)
+    pipe.hincrby("test:faults:runs", job_id, 1)
+    pipe.hset("test:faults:pid", job_id, os.getpid())
+    pipe.execute()
+
+
+@job("DbJob", queue="critical")
+def db_job(table, value):
+    """Insert one row through the shared MySQL pool (resque_compat.db)."""
+    from resque_compat import db
+
+    with db.cursor() as cur:
+        cur.execute(f"INSERT INTO {table} (v) VALUES (%s)", (value,))

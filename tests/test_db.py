@@ -201,6 +201,45 @@ def test_a_connection_is_never_used_by_two_greenlets_at_once(pool):
     assert db.stats()["max_in_use"] == 5
 
 
+def wait_for_waiters(n: int) -> None:
+    """Let other greenlets run until ``n`` are queued for a connection (yields, never sleeps)."""
+    deadline = time.monotonic() + 5
+    while db.stats()["waiting"] != n:
+        assert time.monotonic() < deadline, db.stats()
+        gevent.sleep(0)
+
+
+def test_waiters_are_served_first_come_first_served(pool):
+    pool(size=1, timeout=5)
+    order: List[str] = []
+    holding, release = gevent.event.Event(), gevent.event.Event()
+
+    def greedy() -> None:
+        with db.connection():
+            order.append("greedy 1")
+            holding.set()
+            release.wait(5)
+        with db.connection():  # straight back in line: must not overtake the one waiting
+            order.append("greedy 2")
+
+    def patient() -> None:
+        with db.connection():
+            order.append("patient")
+
+    first = gevent.spawn(greedy)
+    assert holding.wait(5)
+    quitter = gevent.spawn(patient)
+    wait_for_waiters(1)
+    quitter.kill(block=True, timeout=5)  # a killed waiter must leave the line
+    assert db.stats()["waiting"] == 0
+    second = gevent.spawn(patient)
+    wait_for_waiters(1)
+    release.set()
+    gevent.joinall([first, second], raise_error=True)
+    assert order == ["greedy 1", "patient", "greedy 2"]
+    assert db.stats()["in_use"] == 0
+
+
 def test_yields_a_pymysql_connection():
     # cheap guard for the DBUtils internals db._Pool._raw relies on
     db.configure(MYSQL_URL, size=1)

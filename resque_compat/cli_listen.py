@@ -1,0 +1,76 @@
+"""``resque-py listen``: hear your queues (issue 8). Parses options and calls
+:func:`resque_compat.listen.session.run`; the sound itself is described in README.rst."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import click
+
+from .cli import Context, _client, fail, main_group
+
+LISTEN_EPILOG = """\b
+Examples:
+  resque-py listen --seconds 10 --out demo.wav        # 10 s of live traffic to a file
+  resque-py listen --serve 127.0.0.1:8765             # open it in a browser
+  resque-py listen --record events.jsonl              # keep the events for later
+  resque-py listen --replay events.jsonl --speed 10 --out replay.wav
+  resque-py listen --from-log production.log --pattern 'Completed|(?P<failed>Error)' \\
+      --speed 60 --out day.wav
+\b
+--from-log reads timestamps shaped like 2026-11-27T11:55:41.123Z, 2026-11-27 11:55:41 +0000,
+2026/11/27 12:01:34 UTC, [27/Nov/2026:11:55:41 +0000], Nov 27 11:55:41 or a leading Unix
+epoch; named groups (?P<queue>...) and (?P<failed>...) in REGEX set the queue and mark failures.
+\b
+Exit codes: 0 ok, 1 runtime error (e.g. Redis unreachable), 2 usage error or numpy missing.
+"""
+
+
+@main_group.command(epilog=LISTEN_EPILOG)
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=100), default=10.0,
+              show_default=True, help="Polls of Redis per second (one pipelined read each).")
+@click.option("--record", metavar="FILE.jsonl", help="Write every event, one JSON object a line.")
+@click.option("--replay", metavar="FILE.jsonl", type=click.Path(exists=True, dir_okay=False),
+              help="Play events from a --record file instead of live traffic.")
+@click.option("--from-log", "from_log", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+              help="Play a plain log: one event per line matching --pattern, timed by the line.")
+@click.option("--pattern", metavar="REGEX", help="Lines of --from-log that are events.")
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Replay this many times faster than recorded (--replay, --from-log).")
+@click.option("--out", metavar="FILE.wav", help="Write 16-bit 44.1 kHz stereo WAV here.")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Length of the audio (default: live until Ctrl-C; files: to the last event + 2 s).")
+@click.option("--serve", metavar="HOST:PORT", help="Stream live audio over HTTP, e.g. 127.0.0.1:8765.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the random grain timing: same events + seed = same samples.")
+@click.pass_obj
+def listen(obj: Context, **values: Any) -> None:
+    """Turn job traffic into ambient sound: a drone for waiting jobs, a soft grain per job
+    (pitch and stereo place by queue), a low tone per failure, silence when idle."""
+    from .listen.session import ListenOptions, run
+
+    try:
+        options = ListenOptions(**values).validate()
+    except ValueError as exc:
+        fail(str(exc))
+    if options.renders:
+        try:
+            import numpy  # noqa: F401
+        except ImportError:
+            fail("rendering sound needs numpy, which is not installed: "
+                 "pip install 'resque_compat[listen]' (or drop --out/--serve to only --record)")
+    connect = None
+    if options.live:
+        resque = _client(obj)  # fails with exit code 1 if Redis does not answer
+
+        def connect() -> Any:
+            from .listen.poller import Poller
+
+            return Poller(resque.redis, resque.keys)
+    from . import log
+
+    log.setup("quiet")
+    try:
+        code: Optional[int] = run(options, connect)
+    except (OSError, ValueError) as exc:
+        fail(str(exc), 1)
+    raise SystemExit(code)

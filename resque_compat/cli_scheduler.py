@@ -1,0 +1,65 @@
+"""``resque-py scheduler``: resque-scheduler's delayed-job process (WIRE §7.1).
+
+Registered on :data:`resque_compat.cli.main_group` by the import at the end of ``cli.py``.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence
+
+import click
+
+from .cli import Context, _check_redis, fail, load_job_modules, main_group, setting_options
+from .errors import ConfigurationError
+from .settings import setting_for
+
+EPILOG = """\b
+Examples:
+  resque-py scheduler                                   # poll every 5 s, as rake resque:scheduler
+  RESQUE_SCHEDULER_INTERVAL=1 resque-py scheduler -r myapp.jobs
+\b
+Only the process holding resque-scheduler's leader lock (<ns>:<ns>:resque_scheduler_master_lock)
+moves jobs, so it can run beside a Ruby resque-scheduler: one of them leads, the other waits.
+TERM, INT and QUIT stop it after the current batch and release the lock if it still holds it.
+\b
+Exit codes: 0 stopped by a signal, 1 Redis unreachable at start, 2 usage or configuration error.
+"""
+
+
+@main_group.command(epilog=EPILOG)
+@click.argument("words", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("-r", "--require", "require", multiple=True, metavar="MODULE_OR_FILE",
+              help="Import this module or .py file so delayed items without a \"queue\" go to "
+                   "their @job's queue; repeatable [env/word: REQUIRE, comma-separated].")
+@setting_options("scheduler")
+@click.pass_obj
+def scheduler(obj: Context, words: Sequence[str], require: Sequence[str], **options: Any) -> None:
+    """Move due delayed jobs (enqueue_at/enqueue_in, resque-retry delays, ActiveJob
+    set(wait:)) to their queues, as resque-scheduler does.
+
+    Settings come as KEY=VALUE words, environment variables of the same names, or the options
+    below (VERBOSE=1 and LOG_FORMAT=json work as for `work`).
+    """
+    try:
+        typed = {name: setting_for(name).parse(value) for name, value in options.items() if value is not None}
+        settings = obj.settings(words, **typed)
+    except ConfigurationError as exc:
+        fail(str(exc))
+    from . import log
+
+    log.setup(settings.log_level, settings.log_format)
+    load_job_modules(tuple(settings.require) + tuple(require))
+    _check_redis(settings)
+    from .keys import Keys
+    from .scheduler import Scheduler
+    from .store import connect
+
+    process = Scheduler(
+        connect(settings.redis_url, max_connections=2), Keys(settings.namespace),
+        interval=settings.scheduler_interval,
+        batch_size=settings.delayed_requeue_batch_size,
+        lock_timeout=settings.scheduler_lock_timeout,
+        lock_prefix=settings.scheduler_lock_prefix,
+        hostname=settings.hostname,
+    )
+    sys.exit(process.run())

@@ -1,0 +1,218 @@
+"""One ``resque-py listen`` run: a source of events wired to the outputs the user chose.
+
+Two ways to run:
+
+* **offline** — a file source (``--replay`` / ``--from-log``) without ``--serve``: events are
+  rendered as fast as the CPU allows (``--out``) and/or copied (``--record``);
+* **clocked** — live Redis traffic, or anything with ``--serve``: the source runs in a greenlet
+  (polling, or replaying at ``--speed`` against the wall clock) and the main greenlet renders
+  one 0.1 s block at a time, :data:`LATENCY` behind the clock so every poll that covers a block
+  has arrived before it is rendered.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import IO, Any, Callable, Iterator, Optional
+
+import gevent
+from gevent.event import Event as Flag
+
+from .events import Event, TimeMap, read_jsonl, write_jsonl
+
+logger = logging.getLogger("resque_compat.listen")
+
+#: How far rendering trails the wall clock: more than one poll at the default 10 Hz.
+LATENCY = 0.25
+
+
+@dataclass(frozen=True)
+class ListenOptions:
+    rate: float = 10.0
+    record: Optional[str] = None
+    replay: Optional[str] = None
+    from_log: Optional[str] = None
+    pattern: Optional[str] = None
+    speed: float = 1.0
+    out: Optional[str] = None
+    seconds: Optional[float] = None
+    serve: Optional[str] = None
+    seed: int = 0
+
+    @property
+    def renders(self) -> bool:
+        return bool(self.out or self.serve)
+
+    @property
+    def live(self) -> bool:
+        return not (self.replay or self.from_log)
+
+    def validate(self) -> "ListenOptions":
+        """Raise ValueError, naming the option and a working example, for a bad combination."""
+        if self.replay and self.from_log:
+            raise ValueError("give --replay FILE or --from-log FILE, not both")
+        if self.from_log and not self.pattern:
+            raise ValueError("--from-log needs --pattern REGEX, e.g. --pattern 'Processed|(?P<failed>Failed)'")
+        if self.pattern and not self.from_log:
+            raise ValueError("--pattern only applies to --from-log FILE")
+        if not (self.out or self.serve or self.record):
+            raise ValueError("nothing to do: give --out FILE.wav --seconds N, --serve HOST:PORT "
+                             "or --record FILE.jsonl")
+        if not self.rate > 0 or self.rate > 100:
+            raise ValueError(f"--rate is polls per second, between 0 and 100, e.g. --rate 10 (got {self.rate})")
+        if not self.speed > 0:
+            raise ValueError(f"--speed must be more than 0, e.g. --speed 10 (got {self.speed})")
+        if self.seconds is not None and not self.seconds > 0:
+            raise ValueError(f"--seconds must be more than 0 (got {self.seconds})")
+        if self.serve:
+            from .server import parse_address
+
+            parse_address(self.serve)
+        return self
+
+
+def file_events(options: ListenOptions) -> Iterator[Event]:
+    """The raw events of ``--replay`` or ``--from-log`` (not yet time-mapped)."""
+    if options.from_log:
+        from .logs import read_log
+
+        return read_log(options.from_log, options.pattern or "")
+    fh = open(options.replay, encoding="utf-8")  # closed when the generator is
+    return _closing(read_jsonl(fh, options.replay or "events"), fh)
+
+
+def _closing(events: Iterator[Event], fh: IO[str]) -> Iterator[Event]:
+    with fh:
+        yield from events
+
+
+def run(options: ListenOptions, connect: Optional[Callable[[], Any]] = None) -> int:
+    """Run until done (``--seconds``, end of file offline) or SIGINT/SIGTERM; returns 0.
+
+    ``connect`` returns a :class:`~.poller.Poller` for live traffic; it is only called then.
+    """
+    with ExitStack() as stack:
+        recorder = stack.enter_context(open(options.record, "w", encoding="utf-8")) if options.record else None
+        if not options.live and not options.serve:
+            return _offline(options, recorder, stack)
+        return _clocked(options, recorder, stack, connect)
+
+
+def _offline(options: ListenOptions, recorder: Optional[IO[str]], stack: ExitStack) -> int:
+    events: Iterator[Event] = TimeMap(options.speed).map_all(file_events(options))
+    if recorder is not None:
+        events = _tee(events, recorder)
+    if not options.out:
+        count = sum(1 for _ in events)
+        logger.info("listen: wrote %d events to %s", count, options.record)
+        return 0
+    from .synth import render_events, to_pcm16
+    from .wav import WavWriter
+
+    writer = stack.enter_context(WavWriter(options.out))
+    for block in render_events(events, options.seconds, seed=options.seed):
+        writer.write(to_pcm16(block))
+    logger.info("listen: wrote %.1f s to %s", writer.frames / 44100, options.out)
+    return 0
+
+
+def _tee(events: Iterator[Event], fh: IO[str]) -> Iterator[Event]:
+    for event in events:
+        write_jsonl((event,), fh)
+        yield event
+
+
+def _clocked(options: ListenOptions, recorder: Optional[IO[str]], stack: ExitStack,
+             connect: Optional[Callable[[], Any]]) -> int:
+    stop = Flag()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = gevent.signal_handler(signum, stop.set)
+        stack.callback(handler.cancel)
+    start = time.time()
+    renderer = None
+    if options.renders:
+        from .synth import Renderer
+
+        renderer = Renderer(seed=options.seed, start=start)
+    broadcast = None
+    if options.serve:
+        from .server import Broadcast, serve
+
+        broadcast = Broadcast()
+        stack.callback(serve(options.serve, broadcast).stop)
+
+    def sink(event: Event) -> None:
+        if broadcast is not None:
+            broadcast.count(event)
+        if renderer is not None:
+            renderer.feed(event)
+        if recorder is not None:
+            write_jsonl((event,), recorder)
+
+    if options.live:
+        source = gevent.spawn(_poll_loop, connect(), options.rate, sink, stop)
+    else:
+        source = gevent.spawn(_paced, TimeMap(options.speed, origin=start).map_all(file_events(options)),
+                              sink, stop)
+    stack.callback(source.kill)
+    if renderer is None:
+        stop.wait(options.seconds)
+    else:
+        _render_loop(options, renderer, broadcast, stack, stop)
+    if source.dead and source.exception is not None:
+        raise source.exception
+    return 0
+
+
+def _render_loop(options: ListenOptions, renderer: Any, broadcast: Any, stack: ExitStack, stop: Flag) -> None:
+    from .synth import BLOCK, SAMPLE_RATE
+    from .wav import WavWriter
+
+    writer = stack.enter_context(WavWriter(options.out)) if options.out else None
+    total = None if options.seconds is None else int(round(options.seconds * SAMPLE_RATE))
+    done = 0
+    while total is None or done < total:
+        due = renderer.start + (done + BLOCK) / SAMPLE_RATE + LATENCY
+        if stop.wait(max(0.0, due - time.time())):
+            break
+        pcm = renderer.render_pcm16(BLOCK if total is None else min(BLOCK, total - done))
+        done += len(pcm) // 4
+        if writer is not None:
+            writer.write(pcm)
+        if broadcast is not None:
+            broadcast.publish(pcm)
+
+
+def _poll_loop(poller: Any, rate: float, sink: Callable[[Event], None], stop: Flag) -> None:
+    import redis
+
+    interval = 1.0 / rate
+    next_poll = time.time()
+    failing = False
+    while not stop.is_set():
+        try:
+            events = poller.poll(time.time())
+        except redis.RedisError as exc:
+            if not failing:
+                logger.warning("listen: cannot read Redis (%s); retrying every %.2f s", exc, interval)
+            failing, events = True, []
+        else:
+            if failing:
+                logger.info("listen: Redis answers again")
+            failing = False
+        for event in events:
+            sink(event)
+        next_poll = max(next_poll + interval, time.time())  # skip polls we are late for
+        stop.wait(max(0.0, next_poll - time.time()))
+
+
+def _paced(events: Iterator[Event], sink: Callable[[Event], None], stop: Flag) -> None:
+    """Hand each (time-mapped) event over when the clock reaches its first moment."""
+    for event in events:
+        if stop.wait(max(0.0, event.t - event.span - time.time())):
+            return
+        sink(event)
+    logger.info("listen: replay finished; still serving until stopped")
