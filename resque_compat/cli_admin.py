@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import time
+from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 import click
@@ -71,8 +72,30 @@ def job_class(payload: Any) -> Optional[str]:
     return name if isinstance(name, str) else None
 
 
-def worker_rows(store: Store) -> List[Dict[str, Any]]:
-    """One dict per registered worker, read as resque-web's Workers page reads them."""
+@dataclass
+class WorkerRow:
+    """One registered worker as resque-web's Workers page reads it; ``--json`` prints these
+    fields. ``processing`` is None when idle."""
+
+    id: str
+    host: Optional[str]
+    pid: Optional[int]
+    queues: List[str]
+    processing: Optional[Dict[str, Any]]
+    started: Optional[str]
+    heartbeat: Optional[str]
+    heartbeat_age: Optional[int]  # seconds, by Redis TIME
+
+    def cells(self) -> List[Any]:
+        beat = self.heartbeat
+        if beat is not None and self.heartbeat_age is not None:
+            beat = f"{beat} ({self.heartbeat_age}s ago)"
+        return [self.id, self.host, self.pid, ",".join(self.queues),
+                _processing_text(self.processing), self.started, beat]
+
+
+def worker_rows(store: Store) -> List[WorkerRow]:
+    """Every registered worker, in id order, from one round trip."""
     ids = store.worker_ids()
     jobs, started, beats, now = store.worker_details(ids)
     rows = []
@@ -81,16 +104,16 @@ def worker_rows(store: Store) -> List[Dict[str, Any]]:
         pid = _LEADING_INT.match(parsed.pid) if parsed else None
         beat = beats.get(wid)
         beat_time = parse_heartbeat(beat) if beat else None
-        rows.append({
-            "id": wid,
-            "host": parsed.host if parsed else None,
-            "pid": int(pid.group(0)) if pid else None,  # Ruby's to_i: node-resque's 4242+3 is 4242
-            "queues": list(parsed.queues) if parsed else [],
-            "processing": _processing(raw_job),
-            "started": raw_started.decode("utf-8", "replace") if raw_started is not None else None,
-            "heartbeat": beat,
-            "heartbeat_age": int(now - beat_time) if beat_time is not None else None,
-        })
+        rows.append(WorkerRow(
+            id=wid,
+            host=parsed.host if parsed else None,
+            pid=int(pid.group(0)) if pid else None,  # Ruby's to_i: node-resque's 4242+3 is 4242
+            queues=list(parsed.queues) if parsed else [],
+            processing=_processing(raw_job),
+            started=raw_started.decode("utf-8", "replace") if raw_started is not None else None,
+            heartbeat=beat,
+            heartbeat_age=int(now - beat_time) if beat_time is not None else None,
+        ))
     return rows
 
 
@@ -122,20 +145,12 @@ def workers(obj: Context, as_json: bool) -> None:
     """List registered workers, Ruby and Python, with their jobs and heartbeats."""
     rows = worker_rows(_client(obj).store)
     if as_json:
-        echo_json(rows)
+        echo_json([asdict(w) for w in rows])
         return
-    click.echo(table(
-        ["ID", "HOST", "PID", "QUEUES", "PROCESSING", "STARTED", "HEARTBEAT"],
-        [[w["id"], w["host"], w["pid"], ",".join(w["queues"]), _processing_text(w["processing"]),
-          w["started"], _beat_text(w)] for w in rows]))
-    busy = sum(1 for w in rows if w["processing"] is not None)
+    click.echo(table(["ID", "HOST", "PID", "QUEUES", "PROCESSING", "STARTED", "HEARTBEAT"],
+                     [w.cells() for w in rows]))
+    busy = sum(1 for w in rows if w.processing is not None)
     click.echo(f"{busy} of {len(rows)} worker(s) working")
-
-
-def _beat_text(row: Dict[str, Any]) -> Optional[str]:
-    if row["heartbeat"] is None or row["heartbeat_age"] is None:
-        return row["heartbeat"]
-    return f"{row['heartbeat']} ({row['heartbeat_age']}s ago)"
 
 
 @main_group.command("remove-worker")

@@ -31,6 +31,8 @@ log = logging.getLogger("resque_compat.fetcher")
 
 #: Longest pause between retries while Redis is unreachable.
 MAX_REDIS_BACKOFF = 5.0
+#: First idle poll delay after a job (seconds); doubles per empty poll up to POLL_INTERVAL.
+FIRST_POLL = 0.001
 #: At shutdown, how many failed attempts to flush the last ``done`` marks before giving up.
 CLOSING_RETRIES = 12
 
@@ -98,6 +100,7 @@ class Fetcher:
         self._closing = False
         self._stopped = Event()
         self.round_trips = 0
+        self._quick_poll = FIRST_POLL
 
     # -- called by slot greenlets --------------------------------------------------------------
     def reserve(self, worker_id: str) -> Optional[Job]:
@@ -174,6 +177,7 @@ class Fetcher:
                 elif got_jobs:
                     self._took_jobs = True
                     interval = self.min_interval
+                    self._quick_poll = FIRST_POLL
                     delay = 0.0 if self._waiting or self._endings else None
                 elif asked:
                     if self._took_jobs and self.in_flight <= 0 and self.on_queue_empty is not None:
@@ -193,9 +197,14 @@ class Fetcher:
             self._stopped.set()
 
     def _poll_delay(self, interval: float) -> float:
-        if self.poll_cap > 0:
-            return min(interval, self.poll_cap) if interval > 0 else self.poll_cap
-        return interval
+        """Ruby's interval, capped by POLL_INTERVAL; right after jobs the cap starts at
+        FIRST_POLL and doubles per empty poll, so a busy stream is picked up within a
+        millisecond or two while an idle process settles at POLL_INTERVAL."""
+        if self.poll_cap <= 0:
+            return interval
+        cap = min(self._quick_poll, self.poll_cap)
+        self._quick_poll = min(self._quick_poll * 2, self.poll_cap)
+        return min(interval, cap) if interval > 0 else cap
 
     def _release_waiting(self) -> None:
         waiting, self._waiting = self._waiting, []

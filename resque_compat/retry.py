@@ -28,7 +28,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, Tuple
 
-from . import client, hooks
+from . import activejob, client, hooks
+from .codec import ruby_float
 from .errors import RegistryError
 from .keys import Keys
 from .registry import JobSpec
@@ -71,11 +72,10 @@ def _inspect_string(text: str) -> str:
     return "".join(out)
 
 
-def ruby_inspect(value: Any, hash_arrow: str = HASH_ARROW) -> str:
+def ruby_inspect(value: Any, hash_arrow: Optional[str] = None) -> str:
     """``value.inspect`` for what JSON decodes to (strings, numbers, nil, booleans, arrays,
     string-keyed hashes), with a UTF-8 ``Encoding.default_external``."""
-    from .codec import ruby_float
-
+    hash_arrow = HASH_ARROW if hash_arrow is None else hash_arrow
     if isinstance(value, str):
         return _inspect_string(value)
     if value is None:
@@ -94,7 +94,7 @@ def ruby_inspect(value: Any, hash_arrow: str = HASH_ARROW) -> str:
     raise TypeError(f"no Ruby equivalent for {type(value).__name__} {value!r}; job arguments are JSON values")
 
 
-def ruby_join(values: Sequence[Any], separator: str, hash_arrow: str = HASH_ARROW) -> str:
+def ruby_join(values: Sequence[Any], separator: str, hash_arrow: Optional[str] = None) -> str:
     """``Array#join``: strings as they are, nested arrays joined (flattened) with the same
     separator, nil as "", anything else by ``to_s`` (a Hash's is its ``inspect``)."""
     parts = []
@@ -184,7 +184,9 @@ class RetryPlugin:
         self.resque = resque
 
     def applies_to(self, spec: JobSpec) -> bool:
-        return any(name in spec.options for name in OPTIONS)
+        # A Rails job retries with ActiveJob's retry_on; re-enqueueing it here as a plain job
+        # would drop its JobWrapper payload.
+        return any(name in spec.options for name in OPTIONS) and activejob.current() is None
 
     def before_perform(self, spec: JobSpec, args: Sequence[Any]) -> None:
         """``before_perform_retry``: SETNX -1, INCR; the result is this run's attempt number."""

@@ -43,3 +43,10 @@ class AjHooked:
 @hooks.after_perform("Mailers::AjHooked")
 def after_hooked(user, *, greeting):
     control().rpush("test:aj_hooks", f"after {user}")
+
+
+@job("AjSlowJob", timeout=0.2)
+def aj_slow_job(*args, **kwargs):
+    import gevent
+
+    gevent.sleep(10)

@@ -297,11 +297,13 @@ def test_failures_are_recorded_with_the_jobwrapper_payload_as_received(r, start_
     failing = FIXTURE_08_ITEMS[0].replace('"job_class":"AjJob"', '"job_class":"AjFailJob"')
     unknown_class = FIXTURE_08_ITEMS[0].replace('"job_class":"AjJob"', '"job_class":"NotInPython"')
     unknown_serializer = rails_71_payload("AjJob", [{"_aj_serialized": "MoneySerializer", "cents": 1}])
-    worker = run_worker(r, start_worker, failing, unknown_class, unknown_serializer)
+    too_slow = rails_71_payload("AjSlowJob", [])  # @job(timeout=0.2) applies to the target job
+    worker = run_worker(r, start_worker, failing, unknown_class, unknown_serializer, too_slow)
     raw_entries = r.lrange("resque:failed", 0, -1)
     entries = [json.loads(e) for e in raw_entries]
     ruby_entry = json.loads(load_fixture("04_processed.json")["keys"]["resque:failed"]["value"][0])
-    for raw_entry, entry, payload in zip(raw_entries, entries, (failing, unknown_class, unknown_serializer)):
+    assert len(entries) == 4
+    for raw_entry, entry, payload in zip(raw_entries, entries, (failing, unknown_class, unknown_serializer, too_slow)):
         assert list(entry) == list(ruby_entry)  # Ruby's fields, in Ruby's order
         assert f'"payload":{payload},' in raw_entry  # the JobWrapper payload, byte for byte
         assert entry["queue"] == "critical" and entry["worker"].startswith(f"{HOST}:{worker.pid}:critical:")
@@ -310,4 +312,5 @@ def test_failures_are_recorded_with_the_jobwrapper_payload_as_received(r, start_
     assert entries[0]["backtrace"][0].endswith("in `aj_fail_job'")
     assert entries[1]["exception"] == "JobNotRegistered" and "@job('NotInPython')" in entries[1]["error"]
     assert entries[2]["exception"] == "PayloadError" and "MoneySerializer" in entries[2]["error"]
-    assert r.get("resque:stat:failed") == "3" and r.get("resque:stat:processed") == "3"
+    assert entries[3]["exception"] == "JobTimeout" and "AjSlowJob ran longer than its 0.2s" in entries[3]["error"]
+    assert r.get("resque:stat:failed") == "4" and r.get("resque:stat:processed") == "4"

@@ -87,7 +87,8 @@ def test_public_names_load_lazily():
 
 # -- help and version ----------------------------------------------------------------------------------
 
-COMMANDS = ["enqueue", "info", "queues", "version", "work"]
+COMMANDS = ["enqueue", "failed", "info", "pause-all", "queues", "remove-worker", "resume-all",
+            "scheduler", "version", "work", "workers"]
 
 
 @pytest.mark.parametrize("how", ["runner", "script", "module"])
@@ -100,7 +101,7 @@ def test_help_lists_every_command(how):
         code, out = proc.returncode, proc.stdout
     assert code == 0
     section = out.split("Commands:")[1].split("\n\n")[0]
-    listed = re.findall(r"^  (\w+)\s", section, re.M)
+    listed = re.findall(r"^  ([\w-]+)\s", section, re.M)
     assert sorted(listed) == COMMANDS
     assert "REDIS_URL" in out and "RESQUE_NAMESPACE" in out
 
@@ -114,9 +115,10 @@ def test_work_help_documents_every_option_with_its_env_name():
         if not isinstance(param, click.Option) or param.name == "help":
             continue
         assert param.help and "env" in param.help, f"option {param.opts} does not name its env variable"
-    for name in sorted({s.env for s in SETTINGS} | {"QUEUES"}):
+    work_rows = [s for s in SETTINGS if s.command == "work"]  # scheduler rows: scheduler --help
+    for name in sorted({s.env for s in work_rows} | {"QUEUES"}):
         assert re.search(rf"\b{name}\b", text), f"{name} is not documented in work --help"
-    for row in SETTINGS:
+    for row in work_rows:
         if row.option:
             assert row.option in text
     assert "Exit codes" in text
