@@ -12,17 +12,18 @@ import re
 import socket
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import click
 
 from .cli import Context, _client, fail, main_group
 from .errors import ConfigurationError, DirtyExit, ResqueError
 from .failures import BACKENDS, Failure, FailureLookupError, Failures
-from .heartbeat import dirty_exit_entry, held_job, parse_heartbeat
 from .records import ParsedWorkerId
 from .settings import connection_settings
-from .store import Store
+
+if TYPE_CHECKING:  # redis and gevent load inside the commands, so `resque-py --help` stays fast
+    from .store import Store
 
 #: Longest text shown in one table cell; ``show`` and ``--json`` give the whole value.
 CELL = 60
@@ -96,6 +97,8 @@ class WorkerRow:
 
 def worker_rows(store: Store) -> List[WorkerRow]:
     """Every registered worker, in id order, from one round trip."""
+    from .heartbeat import parse_heartbeat
+
     ids = store.worker_ids()
     jobs, started, beats, now = store.worker_details(ids)
     rows = []
@@ -119,6 +122,8 @@ def worker_rows(store: Store) -> List[WorkerRow]:
 
 def _processing(raw: Optional[bytes]) -> Optional[Dict[str, Any]]:
     """None when idle. resque-web counts a worker as working whenever ``worker:<id>`` exists."""
+    from .heartbeat import held_job
+
     if not raw:
         return None
     record = held_job(raw)
@@ -162,6 +167,9 @@ def remove_worker(obj: Context, worker_id: str) -> None:
     A job it still held is recorded as a Resque::DirtyExit failure ("Job still being
     processed"), then its registration, started time, heartbeat and stats are deleted.
     """
+    from .heartbeat import dirty_exit_entry, held_job
+    from .store import Store
+
     resque = _client(obj)
     store = Store(resque.redis, resque.keys, _backend(obj, None))
     if not store.registered([worker_id])[0]:

@@ -21,14 +21,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Callable, Iterator, List, Optional, Tuple
-
-import redis
-from gevent.pool import Group
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Tuple
 
 from . import codec
 from .errors import ConfigurationError, NoClassError, NoQueueError, ResqueError
 from .keys import Keys
+
+if TYPE_CHECKING:  # redis and gevent load when used, so `resque-py --help` stays fast
+    import redis
 
 log = logging.getLogger("resque_compat.failures")
 
@@ -292,6 +292,8 @@ class Failures:
         self._remove_at(self._index_key(queue), index)
 
     def _remove_at(self, key: str, index: int) -> None:
+        import redis
+
         try:
             self.redis.lset(key, index, "")
         except redis.ResponseError:  # "index out of range" (or no such list)
@@ -350,6 +352,8 @@ class FailureNotifier:
     reporter never delays taking jobs. A callback that raises is logged, never propagated."""
 
     def __init__(self, callback: Callable[[dict], Any], name: str = "") -> None:
+        from gevent.pool import Group
+
         self.callback = callback
         self.name = name or getattr(callback, "__qualname__", repr(callback))
         self._calls = Group()

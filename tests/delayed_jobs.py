@@ -68,3 +68,10 @@ def backoff_job(token):
     """Fails once; the retry is delayed 1 s through resque-scheduler's keys."""
     if _run("BackoffJob", token) == 1:
         raise ConnectionError("try again later")
+
+
+@job("AjFlakyJob", retry_limit=3)
+def aj_flaky_job(token):
+    """Retry options on a job Rails enqueues: ActiveJob's own retry_on applies, not ours."""
+    _run("AjFlakyJob", token)
+    raise RuntimeError("fails under ActiveJob")

@@ -147,6 +147,9 @@ def test_failed_retry_matches_fixture_10b_with_multi_queue(r, redis_url, how):
 
 def test_failed_retry_all_remove_and_clear(r, redis_url):
     load_keys(r, fixture_keys("10_failed_multi_queue.json"))
+    result = admin(redis_url, "failed", "list")  # the default backend reads only `failed`
+    assert result.stdout.splitlines()[-1] == "0 of 0 failure(s) shown"
+    assert "failures exist in per-queue lists; use --backend redis_multi_queue" in result.stderr
     multi = ["failed", "--backend", "redis_multi_queue"]
     result = admin(redis_url, *multi, "retry", "--all")
     assert (result.exit_code, result.stdout) == (0, "retried 2 failure(s)\n")

@@ -87,8 +87,8 @@ def test_public_names_load_lazily():
 
 # -- help and version ----------------------------------------------------------------------------------
 
-COMMANDS = ["enqueue", "failed", "info", "pause-all", "queues", "remove-worker", "resume-all",
-            "scheduler", "version", "work", "workers"]
+COMMANDS = ["enqueue", "failed", "info", "listen", "pause-all", "queues", "remove-worker",
+            "resume-all", "scheduler", "version", "work", "workers"]
 
 
 @pytest.mark.parametrize("how", ["runner", "script", "module"])

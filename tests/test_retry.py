@@ -136,6 +136,13 @@ def test_which_exceptions_are_retried(r, resque_client, start_worker, job, error
     assert r.keys("resque:resque-retry:*") == []
 
 
+def test_a_job_run_through_activejob_is_not_retried_by_us(r, resque_client, start_worker):
+    resque_client.enqueue_active_job("AjFlakyJob", "aj", queue="critical")
+    drain(start_worker)
+    assert runs(r, "aj") == 1 and len(failures(r)) == 1
+    assert r.keys("resque:resque-retry:*") == [] and r.llen(K.queue("critical")) == 0
+
+
 def test_a_delayed_retry_goes_through_the_scheduler_keys(r, resque_client, start_worker, start_scheduler):
     key = "resque:resque-retry:BackoffJob:" + sha1("b")
     before = int(time.time())
