@@ -96,7 +96,7 @@ class Worker:
 
     def failure_entry(self, job: Job, exc: BaseException) -> str:
         """The failure entry Ruby's ``Failure::Redis#save`` would write (WIRE §4.4)."""
-        log.warning("failed: %s: %s: %s", job, records.exception_name(exc), exc,
+        log.log(VERBOSE, "failed: %s: %s: %s", job, records.exception_name(exc), exc,
                     extra={"worker": self.id, "queue": job.queue, "job_class": job.class_name})
         return records.failure_entry(
             failed_at=codec.failed_at(self.clock()),

@@ -19,7 +19,8 @@ from resque_compat import activejob, codec
 from resque_compat.client import Resque
 from resque_compat.errors import NoQueueError
 from resque_compat.keys import Keys
-from resque_compat.scheduler import Delayed, DelayedQueue, Scheduler, UnreleasableItem, released_job
+from resque_compat.delayed import DelayedQueue, UnreleasableItem, released_job
+from resque_compat.scheduler import Delayed, Scheduler
 from tests import delayed_jobs  # noqa: F401  registers DelayedJob (queue critical) here too
 from tests.conftest import REDIS_URL, ROOT
 from tests.keyspace import dump, load_fixture
