@@ -74,3 +74,10 @@ class RedisUnavailable(ResqueError):
 
 class JobTimeout(ResqueError):
     """The job ran past its time limit (``@job(timeout=...)`` or JOB_TIMEOUT) and was stopped."""
+
+
+class LateDontPerform(ResqueError):
+    """``DontPerform`` raised by the job or an around/after hook: a failure, as in Ruby, where only
+    before_perform hooks may skip a job. Not a DontPerform subclass, so the worker records it."""
+
+    ruby_name = "Resque::Job::DontPerform"

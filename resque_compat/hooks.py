@@ -38,8 +38,8 @@ arguments only exist for ActiveJob payloads); ``on_failure`` hooks receive
   records the failure. If an ``on_failure`` hook raises, the remaining ones are skipped and a
   :class:`FailureHookError` (``RuntimeError`` in the failure entry, as Ruby's) naming both errors
   is raised instead, so the original failure is still recorded.
-* Deviation: a ``DontPerform`` raised from the job or an around hook also skips the job quietly
-  (Ruby would record it as a failure).
+* A ``DontPerform`` raised by the job itself or an around/after hook is a failure, as in Ruby
+  (only ``before_perform`` may skip a job): it is recorded as ``Resque::Job::DontPerform``.
 
 ``Resque.enqueue``/``enqueue_to`` and ``dequeue`` run the enqueue/dequeue hooks of jobs
 registered in this process (a class name nobody registered here has none). Every ``before_*``
@@ -96,7 +96,7 @@ import logging
 from collections import defaultdict
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TypeVar
 
-from .errors import DontPerform, JobNotRegistered, RegistryError
+from .errors import DontPerform, JobNotRegistered, LateDontPerform, RegistryError
 from .registry import JobSpec, lookup, spec_for
 
 log = logging.getLogger("resque_compat.hooks")
@@ -225,7 +225,10 @@ def perform(spec: JobSpec, args: Sequence[Any], kwargs: Optional[Mapping[str, An
     afters = hooks_for(spec, "after_perform")
     failures = hooks_for(spec, "on_failure")
     if not (befores or arounds or afters or failures):
-        return spec.perform(*args, **kwargs)
+        try:
+            return spec.perform(*args, **kwargs)
+        except DontPerform as exc:
+            raise LateDontPerform(str(exc) or "DontPerform raised outside before_perform") from exc
     try:
         for hook in befores:
             hook(*args, **kwargs)
@@ -242,9 +245,11 @@ def perform(spec: JobSpec, args: Sequence[Any], kwargs: Optional[Mapping[str, An
         for hook in afters:
             hook(*args, **kwargs)
         return result
-    except DontPerform:
-        raise
     except Exception as exc:
+        if isinstance(exc, DontPerform):  # too late to skip: a failure, as Ruby records it
+            late = LateDontPerform(str(exc) or "DontPerform raised outside before_perform")
+            _run_failure_hooks(spec, failures, late, args, kwargs)
+            raise late from exc
         _run_failure_hooks(spec, failures, exc, args, kwargs)
         raise
 

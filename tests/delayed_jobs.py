@@ -33,11 +33,6 @@ def delayed_job(*args):
     control().rpush("test:ran", "DelayedJob:" + repr(list(args)))
 
 
-@job("AjJob")
-def aj_job(*args, **kwargs):
-    control().rpush("test:ran", "AjJob:" + repr([list(args), kwargs]))
-
-
 @job("FlakyJob", queue="critical", retry_limit=3)
 def flaky_job(token, failures):
     """Fails its first ``failures`` runs, then succeeds."""

@@ -194,6 +194,22 @@ def test_dont_perform_skips_quietly_without_failure_hooks(register, events):
     assert events == ["refuse"]
 
 
+@pytest.mark.parametrize("with_hooks", [False, True])
+def test_dont_perform_from_the_job_itself_is_a_failure_as_in_ruby(register, events, with_hooks):
+    def body():
+        events.append("performed")
+        raise DontPerform("too late")
+
+    spec = register(body)
+    if with_hooks:
+        hooks.on_failure(spec.name)(lambda exc: events.append(records.exception_name(exc)))
+    with pytest.raises(Exception) as caught:
+        hooks.perform(spec, [])
+    assert not isinstance(caught.value, DontPerform)  # the worker must record it, not skip it
+    assert records.exception_name(caught.value) == "Resque::Job::DontPerform"
+    assert events == ["performed"] + (["Resque::Job::DontPerform"] if with_hooks else [])
+
+
 def test_an_error_after_perform_is_a_failure_too(register, events):
     spec = register(lambda: events.append("performed"))
     hooks.after_perform(spec.name)(lambda: 1 / 0)

@@ -274,7 +274,7 @@ def test_fixture_08b_rails_set_wait_is_released_and_run_by_python(r, start_sched
     assert r.lrange(K.queue("critical"), 0, -1) == [item[: -len(',"queue":"critical"}')] + "}"]
     assert r.exists(K.delayed(1893456000)) and not r.exists(K.delayed(1795780985))
     scheduler.stop()
-    worker = start_worker("QUEUE=critical", "INTERVAL=0", require=JOBS)
+    worker = start_worker("QUEUE=critical", "INTERVAL=0", require=os.path.join(ROOT, "tests", "delayed_aj_jobs.py"))
     assert worker.wait() == 0, worker.output
     assert r.lrange("test:ran", 0, -1) == [
         "AjJob:" + repr([['héllo ✓ "q"', 42, {"sym_key": 1, "str_key": [1, 2.5, None], "nested": {"a": True}}],
