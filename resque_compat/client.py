@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 import redis
 
 from . import codec, hooks, registry
+from .db import redact
 from .errors import NoClassError, NoQueueError, RedisUnavailable
 from .keys import DEFAULT_NAMESPACE, Keys
 from .records import parse_job
@@ -43,7 +44,8 @@ class Resque:
             self.redis.ping()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise RedisUnavailable(
-                f"cannot reach Redis at {self.url or self.redis}: {exc}; check --redis / REDIS_URL"
+                f"cannot reach Redis at {redact(self.url) if self.url else self.redis}: {exc}; "
+                "check --redis / REDIS_URL"
             ) from None
 
     # -- enqueue / dequeue ---------------------------------------------------------------------

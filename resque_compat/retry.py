@@ -127,7 +127,7 @@ def retry_key(keys: Keys, spec: JobSpec, args: Sequence[Any]) -> str:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """A job's retry options, checked once."""
+    """A job's retry options, checked: a bad one raises RegistryError naming the fix."""
 
     limit: int
     backoff: Tuple[float, ...]
@@ -189,8 +189,12 @@ class RetryPlugin:
         return any(name in spec.options for name in OPTIONS) and activejob.current() is None
 
     def before_perform(self, spec: JobSpec, args: Sequence[Any]) -> None:
-        """``before_perform_retry``: SETNX -1, INCR; the result is this run's attempt number."""
-        self._count_attempt(self.resque(), retry_key(self.resque().keys, spec, args))
+        """``before_perform_retry``: SETNX -1, INCR; the result is this run's attempt number.
+
+        Bad retry options fail the run here, with a message saying what to write instead."""
+        RetryPolicy.of(spec)
+        resque = self.resque()
+        self._count_attempt(resque, retry_key(resque.keys, spec, args))
 
     def after_perform(self, spec: JobSpec, args: Sequence[Any]) -> None:
         """``after_perform_retry``: a success forgets the attempts."""
@@ -200,8 +204,12 @@ class RetryPlugin:
     def on_failure(self, spec: JobSpec, exc: BaseException, args: Sequence[Any]) -> None:
         """``on_failure_retry``: enqueue again, or give up and forget the attempts."""
         resque = self.resque()
-        policy = RetryPolicy.of(spec)
         key = retry_key(resque.keys, spec, args)
+        try:
+            policy = RetryPolicy.of(spec)
+        except RegistryError:  # before_perform raised it: the failure entry says what to fix
+            resque.redis.delete(key)
+            return
         raw = resque.redis.get(key)
         # No counter means a hook that runs before ours failed: count this run now, or a job
         # whose hook always fails would be retried forever at attempt 0.

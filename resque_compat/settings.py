@@ -20,7 +20,7 @@ from .errors import ConfigurationError
 from .keys import DEFAULT_NAMESPACE
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
 
 
 def _float(name: str, minimum: float = 0.0) -> Callable[[str], float]:
@@ -65,6 +65,39 @@ def _choice(name: str, choices: Sequence[str]) -> Callable[[str], str]:
     return parse
 
 
+def _host_port(name: str) -> Callable[[str], str]:
+    """``HOST:PORT`` for a metrics sink; the text is kept, the port checked now."""
+    def parse(text: str) -> str:
+        host, sep, port = str(text).strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigurationError(f"{name} must be HOST:PORT, e.g. {name}=127.0.0.1:8125 (got {text!r})")
+        return f"{host}:{port}"
+    return parse
+
+
+@dataclass(frozen=True)
+class FiberRange:
+    """``FIBERS=MIN..MAX`` before :meth:`Settings.load` splits it into ``fibers_min``/``fibers``."""
+
+    low: int
+    high: int
+
+
+def _fibers(text: str) -> Any:
+    """``FIBERS=100`` (fixed) or ``FIBERS=10..200`` (autoscale between 10 and 200 greenlets)."""
+    low, sep, high = str(text).strip().partition("..")
+    if not sep:
+        return _int("FIBERS", 1)(text)
+    try:
+        bounds = FiberRange(_int("FIBERS", 1)(low), _int("FIBERS", 1)(high))
+    except ConfigurationError:
+        raise ConfigurationError(f"FIBERS must be N or MIN..MAX with whole numbers of at least 1, "
+                                 f"e.g. FIBERS=10..200 (got {text!r})") from None
+    if bounds.low > bounds.high:
+        raise ConfigurationError(f"FIBERS=MIN..MAX needs MIN <= MAX, e.g. FIBERS=10..200 (got {text!r})")
+    return bounds if bounds.low < bounds.high else bounds.high
+
+
 def _timeouts(text: str) -> Tuple[float, float]:
     """``HTTP_TIMEOUT=5,30`` (connect, read) or one number for both."""
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
@@ -94,8 +127,10 @@ class Setting:
 SETTINGS: Tuple[Setting, ...] = (
     Setting("QUEUE", "queues", _list, "Comma-separated queues in priority order; '*' and globs "
             "expand from the queues set, '!name' excludes. QUEUES beats QUEUE.", "--queue", "LIST"),
-    Setting("FIBERS", "fibers", _int("FIBERS", 1), "Greenlet workers in this process; each is "
-            "one Resque worker in resque-web.", "--fibers", "N"),
+    Setting("FIBERS", "fibers", _fibers, "Greenlet workers in this process; each is "
+            "one Resque worker in resque-web. MIN..MAX (e.g. 10..200) autoscales: more while "
+            "they are busy, the hub is responsive and DB_POOL has room; fewer when idle or lagging.",
+            "--fibers", "N|MIN..MAX"),
     Setting("INTERVAL", "interval", _float("INTERVAL"), "Seconds between polls of empty queues "
             "(Ruby's meaning). 0 = work until the queues are empty, then exit.", "--interval", "SECONDS"),
     Setting("MIN_INTERVAL", "min_interval", _float("MIN_INTERVAL"), "Poll interval after a job "
@@ -161,11 +196,15 @@ SETTINGS: Tuple[Setting, ...] = (
             "FIBERS greenlets) under one supervisor (default 1 = no supervisor).", "--processes", "N"),
     Setting("HOSTNAME", "hostname", str, "Host name in worker ids (default: the real one). For "
             "containers whose host name changes; Ruby prunes by it, see README.", "--hostname", "NAME"),
-    Setting("STATSD", "statsd", str, "Send metrics to StatsD at HOST:PORT (UDP).", "--statsd", "HOST:PORT"),
-    Setting("GRAPHITE", "graphite", str, "Send metrics to Carbon (plaintext) at HOST:PORT.",
+    Setting("STATSD", "statsd", _host_port("STATSD"), "Send metrics to StatsD at HOST:PORT (UDP).", "--statsd", "HOST:PORT"),
+    Setting("GRAPHITE", "graphite", _host_port("GRAPHITE"), "Send metrics to Carbon (plaintext) at HOST:PORT.",
             "--graphite", "HOST:PORT"),
     Setting("METRICS_PORT", "metrics_port", _int("METRICS_PORT"), "Serve Prometheus /metrics and "
             "/healthz on this port (0 = off).", "--metrics-port", "PORT"),
+    Setting("METRICS_PREFIX", "metrics_prefix", str, "First part of every StatsD/Graphite "
+            "metric name (default resque).", "--metrics-prefix", "PREFIX"),
+    Setting("METRICS_INTERVAL", "metrics_interval", _float("METRICS_INTERVAL", 0.05), "Seconds "
+            "between metric flushes and queue-length polls (default 5).", "--metrics-interval", "SECONDS"),
     # resque-py scheduler, with resque-scheduler's names and defaults (WIRE §7.1).
     Setting("RESQUE_SCHEDULER_INTERVAL", "scheduler_interval", _float("RESQUE_SCHEDULER_INTERVAL", 0.01),
             "Seconds between polls for due delayed jobs (default 5).", "--interval", "SECONDS",
@@ -193,6 +232,8 @@ class Settings:
     namespace: str = DEFAULT_NAMESPACE
     queues: Tuple[str, ...] = ()
     fibers: int = 1
+    #: FIBERS=MIN..MAX: the lower bound (``fibers`` is the upper); None = a fixed FIBERS.
+    fibers_min: Optional[int] = None
     interval: float = 5.0
     min_interval: Optional[float] = None
     max_interval: Optional[float] = None
@@ -224,6 +265,8 @@ class Settings:
     statsd: Optional[str] = None
     graphite: Optional[str] = None
     metrics_port: int = 0
+    metrics_prefix: str = "resque"
+    metrics_interval: float = 5.0
     scheduler_interval: float = 5.0
     delayed_requeue_batch_size: int = 100
     scheduler_lock_prefix: str = ""
@@ -245,6 +288,15 @@ class Settings:
     @property
     def effective_redis_pool(self) -> int:
         return self.redis_pool if self.redis_pool is not None else min(self.fibers, 16) + 4
+
+    @property
+    def autoscale(self) -> bool:
+        """FIBERS=MIN..MAX with MIN < MAX: the runner adds and removes greenlet slots."""
+        return self.fibers_min is not None and self.fibers_min < self.fibers
+
+    @property
+    def effective_fibers_min(self) -> int:
+        return self.fibers if self.fibers_min is None else self.fibers_min
 
     @property
     def drain(self) -> bool:
@@ -284,6 +336,8 @@ class Settings:
             if value is None or value == ():
                 continue
             values[name] = tuple(value) if isinstance(value, list) else value
+        if isinstance(values.get("fibers"), FiberRange):  # the source that won gives both bounds
+            values["fibers_min"], values["fibers"] = values["fibers"].low, values["fibers"].high
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
@@ -303,6 +357,8 @@ class Settings:
             value = getattr(self, setting.field)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 setting.parse(repr(value))  # the same range check as a string from the env
+        if self.fibers_min is not None and not 1 <= self.fibers_min <= self.fibers:
+            raise ConfigurationError(f"FIBERS=MIN..MAX needs 1 <= MIN <= MAX (got {self.fibers_min}..{self.fibers})")
         if self.max_interval is not None and self.max_interval < self.effective_min_interval:
             raise ConfigurationError("MAX_INTERVAL must not be smaller than MIN_INTERVAL")
         return self

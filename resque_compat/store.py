@@ -443,16 +443,6 @@ def _int(value: Optional[bytes]) -> int:
     return int(match.group(1)) if match else 0
 
 
-def connect(url: str, max_connections: int = 10, timeout: float = 20.0,
-            connect_timeout: float = 2.0) -> redis.Redis:
-    """A client over a bounded, blocking pool: greenlets wait for a connection rather than
-    opening one each (issue: idle greenlets must not hold a connection each)."""
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=timeout,
-        socket_connect_timeout=connect_timeout,
-        socket_keepalive=True,
-        health_check_interval=30,
-    )
-    return redis.Redis(connection_pool=pool)
+# Clients for every URL form (redis://, rediss://, ACL user:password, redis+sentinel://) over a
+# bounded, blocking pool live in connection.py; re-exported here, where callers import it from.
+from .connection import connect  # noqa: E402,F401

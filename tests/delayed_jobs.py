@@ -70,3 +70,8 @@ def aj_flaky_job(token):
     """Retry options on a job Rails enqueues: ActiveJob's own retry_on applies, not ours."""
     _run("AjFlakyJob", token)
     raise RuntimeError("fails under ActiveJob")
+
+
+@job("BadRetryJob", queue="critical", retry_limit="3")
+def bad_retry_job(token):
+    _run("BadRetryJob", token)

@@ -15,7 +15,7 @@ from resque_compat.registry import JobSpec
 from resque_compat.retry import RetryPolicy, retry_key, ruby_inspect, ruby_join
 from tests import delayed_jobs  # noqa: F401  the same @job registrations the workers load
 from tests.conftest import ROOT
-from tests.test_scheduler import K, start_scheduler, wait_for  # noqa: F401  (fixture)
+from tests.test_scheduler import K, resque, start_scheduler, wait_for  # noqa: F401  (fixtures)
 
 JOBS = os.path.join(ROOT, "tests", "delayed_jobs.py")
 
@@ -95,9 +95,9 @@ def failures(r):
     return [codec.decode(f) for f in r.lrange(K.failed, 0, -1)]
 
 
-def test_fails_twice_then_succeeds_counting_in_resque_retrys_key(r, resque_client, start_worker):
+def test_fails_twice_then_succeeds_counting_in_resque_retrys_key(r, resque, start_worker):
     key = "resque:resque-retry:FlakyJob:" + sha1("tok-2")
-    resque_client.enqueue("FlakyJob", "tok", 2)
+    resque.enqueue("FlakyJob", "tok", 2)
     drain(start_worker)
     assert runs(r, "tok") == 3
     assert not r.exists(key)  # a success forgets the attempts
@@ -106,16 +106,16 @@ def test_fails_twice_then_succeeds_counting_in_resque_retrys_key(r, resque_clien
     assert r.llen(K.queue("critical")) == 0
 
 
-def test_a_ruby_counter_in_the_same_key_is_continued(r, resque_client, start_worker):
+def test_a_ruby_counter_in_the_same_key_is_continued(r, resque, start_worker):
     r.set("resque:resque-retry:FlakyJob:" + sha1("ruby-5"), "2")  # Ruby already ran it 3 times
-    resque_client.enqueue("FlakyJob", "ruby", 5)
+    resque.enqueue("FlakyJob", "ruby", 5)
     drain(start_worker)
     assert runs(r, "ruby") == 1  # attempt 3 = retry_limit: no more retries
     assert not r.exists("resque:resque-retry:FlakyJob:" + sha1("ruby-5"))
 
 
-def test_retry_limit_exhausted_ends_in_a_final_failure(r, resque_client, start_worker):
-    resque_client.enqueue("AlwaysFailsJob", "t")
+def test_retry_limit_exhausted_ends_in_a_final_failure(r, resque, start_worker):
+    resque.enqueue("AlwaysFailsJob", "t")
     drain(start_worker)
     assert runs(r, "t") == 3  # the first run + retry_limit=2 retries
     assert len(failures(r)) == 3 and r.llen(K.queue("critical")) == 0
@@ -128,25 +128,34 @@ def test_retry_limit_exhausted_ends_in_a_final_failure(r, resque_client, start_w
     ("PickyJob", "runtime", 1),    # retry_on=(TimeoutError,) only
     ("PickyJob", "timeout", 6),
 ])
-def test_which_exceptions_are_retried(r, resque_client, start_worker, job, error, expected_runs):
-    resque_client.enqueue(job, "e", error)
+def test_which_exceptions_are_retried(r, resque, start_worker, job, error, expected_runs):
+    resque.enqueue(job, "e", error)
     drain(start_worker)
     assert runs(r, "e") == expected_runs
     assert len(failures(r)) == expected_runs
     assert r.keys("resque:resque-retry:*") == []
 
 
-def test_a_job_run_through_activejob_is_not_retried_by_us(r, resque_client, start_worker):
-    resque_client.enqueue_active_job("AjFlakyJob", "aj", queue="critical")
+def test_bad_retry_options_fail_the_run_with_the_fix_in_the_failure_entry(r, resque, start_worker):
+    resque.enqueue("BadRetryJob", "bad")
+    drain(start_worker)
+    assert runs(r, "bad") == 0
+    (failure,) = failures(r)
+    assert failure["exception"] == "RegistryError" and "retry_limit='3'" in failure["error"]
+    assert r.keys("resque:resque-retry:*") == [] and r.llen(K.queue("critical")) == 0
+
+
+def test_a_job_run_through_activejob_is_not_retried_by_us(r, resque, start_worker):
+    resque.enqueue_active_job("AjFlakyJob", "aj", queue="critical")
     drain(start_worker)
     assert runs(r, "aj") == 1 and len(failures(r)) == 1
     assert r.keys("resque:resque-retry:*") == [] and r.llen(K.queue("critical")) == 0
 
 
-def test_a_delayed_retry_goes_through_the_scheduler_keys(r, resque_client, start_worker, start_scheduler):
+def test_a_delayed_retry_goes_through_the_scheduler_keys(r, resque, start_worker, start_scheduler):
     key = "resque:resque-retry:BackoffJob:" + sha1("b")
     before = int(time.time())
-    resque_client.enqueue("BackoffJob", "b")
+    resque.enqueue("BackoffJob", "b")
     drain(start_worker)
     after = int(time.time())
     assert runs(r, "b") == 1 and r.llen(K.queue("critical")) == 0
@@ -163,14 +172,3 @@ def test_a_delayed_retry_goes_through_the_scheduler_keys(r, resque_client, start
     drain(start_worker)
     assert runs(r, "b") == 2 and not r.exists(key)
     assert len(failures(r)) == 1
-
-
-@pytest.fixture
-def resque_client(r):
-    from resque_compat.client import Resque
-    from tests.conftest import REDIS_URL
-
-    client = Resque.from_url(REDIS_URL)
-    yield client
-    client.redis.close()
-

@@ -17,9 +17,9 @@ import pytest
 
 from resque_compat import activejob, codec
 from resque_compat.client import Resque
+from resque_compat.delayed import DelayedQueue, UnreleasableItem, released_job
 from resque_compat.errors import NoQueueError
 from resque_compat.keys import Keys
-from resque_compat.delayed import DelayedQueue, UnreleasableItem, released_job
 from resque_compat.scheduler import Delayed, Scheduler
 from tests import delayed_jobs  # noqa: F401  registers DelayedJob (queue critical) here too
 from tests.conftest import REDIS_URL, ROOT
@@ -74,9 +74,11 @@ class SchedulerProcess:
         return f"{socket.gethostname()}:{self.proc.pid}"
 
     def wait_for_line(self, pattern, timeout=10.0):
-        return wait_for(lambda: any(re.search(pattern, line) for line in self.lines) or self.proc.poll() is not None
-                        and pytest.fail(f"scheduler exited ({self.proc.returncode}):\n" + "\n".join(self.lines)),
-                        timeout, f"log line {pattern!r} in:\n" + "\n".join(self.lines))
+        deadline = time.time() + timeout
+        while not any(re.search(pattern, line) for line in self.lines):
+            if self.proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"no log line {pattern!r} (exit code {self.proc.poll()}):\n" + "\n".join(self.lines))
+            time.sleep(0.01)
 
     def stop(self, sig=signal.SIGTERM, timeout=10.0):
         self.proc.send_signal(sig)

@@ -192,9 +192,13 @@ def _poll_loop(poller: Any, rate: float, sink: Callable[[Event], None], stop: Fl
     interval = 1.0 / rate
     next_poll = time.time()
     failing = False
+    primed = False
     while not stop.is_set():
         try:
             events = poller.poll(time.time())
+            if not primed:
+                logger.info("listen: polling Redis %g times a second; Ctrl-C to stop", rate)
+                primed = True
         except redis.RedisError as exc:
             if not failing:
                 logger.warning("listen: cannot read Redis (%s); retrying every %.2f s", exc, interval)
