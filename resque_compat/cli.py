@@ -104,6 +104,10 @@ def work(obj: Context, words: Sequence[str], require: Sequence[str], **options: 
                                      "(or QUEUE=critical as a word, or --queue critical)")
     except ConfigurationError as exc:
         fail(str(exc))
+    if settings.processes > 1:  # a supervisor execs PROCESSES of us with PROCESSES=1 (issue 7)
+        from .cli_pool import run_work_pool
+
+        run_work_pool(obj, settings, words, require, options)
     from . import log
 
     log.setup(settings.log_level, settings.log_format)
@@ -232,3 +236,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 from . import cli_scheduler  # noqa: E402,F401  registers `resque-py scheduler` on main_group
 from . import cli_admin  # noqa: E402,F401  workers, failed, remove-worker, pause-all, resume-all, queues
 from . import cli_listen  # noqa: E402,F401  registers `resque-py listen` (issue 8)
+from . import cli_pool  # noqa: E402,F401  registers `resque-py pool` (issue 7)

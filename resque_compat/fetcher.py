@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import redis
 from gevent.event import AsyncResult, Event
@@ -89,10 +89,17 @@ class Fetcher:
         self.in_flight = 0  # jobs handed to slots and not yet done_working
         #: FAILURE_BACKEND=multiple: called with each failure entry once a trip recorded it.
         self.on_failure_recorded: Optional[Callable[[str], None]] = None
+        #: resque_compat.metrics.Metrics when --statsd/--graphite/--metrics-port is on; every
+        #: slot (autoscaled ones too) reports each ended job to it. None = off, no cost.
+        self.metrics = None
         self.paused = False           # USR2 (local); pause-all-workers is checked in Redis
         self.redis_paused = False
         self.current_queues: List[str] = list(queues.include)
         self._waiting: List[Tuple[str, AsyncResult]] = []
+        #: Autoscaling: slots that take no new job and leave once their last job is recorded.
+        self._retiring: Set[str] = set()
+        #: Called (in this greenlet) with the ids that left, after their reserve() got None.
+        self.on_retired: Optional[Callable[[List[str]], None]] = None
         self._endings: List[_Ending] = []
         self._uncertain: Optional[_Uncertain] = None
         self._wake = Event()
@@ -128,6 +135,13 @@ class Fetcher:
         """Every slot has finished: flush the last ended jobs and end :meth:`run`."""
         self._stopping = True
         self._closing = True
+        self._wake.set()
+
+    def retire(self, worker_ids: Iterable[str]) -> None:
+        """Autoscaling: these slots take no new job. Each leaves (its reserve() returns None,
+        then :attr:`on_retired`) only after a round trip that started while it was waiting
+        has succeeded, so its last ``done_working`` is in Redis before anyone unregisters it."""
+        self._retiring.update(worker_ids)
         self._wake.set()
 
     def join(self, timeout: Optional[float] = None) -> bool:
@@ -221,7 +235,9 @@ class Fetcher:
     def _trip(self) -> Tuple[bool, bool]:
         """One round trip: finish ended jobs, reserve for waiting slots. Returns (got, asked)."""
         endings, self._endings = self._endings, []
-        asking = [] if (self.paused or self._stopping) else list(self._waiting)
+        leaving = [w for w in self._waiting if w[0] in self._retiring]
+        asking = [] if (self.paused or self._stopping) else [
+            w for w in self._waiting if w[0] not in self._retiring]
         if self.job_budget is not None:
             asking = asking[: self.job_budget]
         queues = self._poll_queues() if asking else []
@@ -239,7 +255,20 @@ class Fetcher:
         self._recorded(endings)
         self._hand_out(asking, [parse_job(j.queue, j.raw, j.record) for j in jobs])
         self._spend(len(jobs))
+        self._let_go(leaving)
         return bool(jobs), bool(asking) and not paused
+
+    def _let_go(self, leaving: Sequence[Tuple[str, AsyncResult]]) -> None:
+        """Retired slots that were waiting when the trip that just succeeded began."""
+        if not leaving:
+            return
+        gone = {id(result) for _, result in leaving}
+        self._waiting = [(wid, res) for wid, res in self._waiting if id(res) not in gone]
+        for wid, result in leaving:
+            self._retiring.discard(wid)
+            result.set(None)
+        if self.on_retired is not None:
+            self.on_retired([wid for wid, _ in leaving])
 
     def _hand_out(self, asking: Sequence[Tuple[str, AsyncResult]], jobs: Sequence[Optional[Job]]) -> None:
         """Give ``jobs[i]`` to ``asking[i]``; those slots stop waiting (None = no job)."""

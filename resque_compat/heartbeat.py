@@ -52,6 +52,8 @@ class HeartbeatThread:
         self.registered = False
         self._stop = _real_lock()
         self._stop.acquire()
+        #: Held for a whole beat, so :meth:`replace_ids` can wait out a beat of the old ids.
+        self._beat_lock = _real_lock()
         self._stopping = False
         self._pool: Optional[ThreadPool] = None
         self._result = None
@@ -70,13 +72,25 @@ class HeartbeatThread:
         self._pool.kill()
         self._pool = None
 
+    def replace_ids(self, ids: Sequence[str]) -> None:
+        """Beat for ``ids`` from now on (autoscaling). Returns once no beat of the old list is
+        running, so an id dropped here is never written or re-registered after its caller
+        unregisters it. Called from the hub's thread: waits cooperatively, never blocks it."""
+        while not self._beat_lock.acquire(False):
+            gevent.sleep(0.001)
+        try:
+            self.ids = list(ids)
+        finally:
+            self._beat_lock.release()
+
     def _run(self) -> None:
         store = self.make_store()  # created in this thread: its socket belongs to this thread
         try:
             while True:
                 try:
-                    reregister = self.registered and not self._stopping
-                    beat(store, self.ids, self.started if reregister else None)
+                    with self._beat_lock:
+                        reregister = self.registered and not self._stopping
+                        beat(store, self.ids, self.started if reregister else None)
                     self.beats += 1
                 except redis.RedisError as exc:
                     log.error("heartbeat failed (%s); retrying in %.0fs", exc, self.interval)

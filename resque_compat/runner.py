@@ -11,15 +11,17 @@ import os
 import signal
 import socket
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Set
 
 import gevent
+import redis
 from gevent.event import Event
 from setproctitle import setproctitle
 
-from . import client, codec, db, http, hooks, records
+from . import client, codec, db, http, hooks, metrics, records
 from . import activejob  # noqa: F401  registers ActiveJob's JobWrapper (WIRE §2.6)
 from . import retry  # noqa: F401  adds the resque-retry plugin for @job(retry_limit=...) (WIRE §7.2)
+from .autoscale import Autoscaler, db_headroom
 from .errors import ConfigurationError, DirtyExit, TermException
 from .failures import notifier_for
 from .fetcher import Fetcher
@@ -70,12 +72,18 @@ class Runner:
             clock=clock,
             on_reconnect=self._reregister,
         )
-        self.workers: List[Worker] = [
-            Worker(records.worker_id(self.hostname, self.pid, self.queues.include, str(slot)),
-                   self.fetcher, settings.job_timeout, clock)
-            for slot in range(settings.fibers)
-        ]
+        # FIBERS=MIN..MAX starts MIN slots; the autoscaler adds and retires them while running.
+        self.workers: List[Worker] = [self._new_worker(slot) for slot in range(settings.effective_fibers_min)]
         self.ids = [w.id for w in self.workers]
+        self.retired: List[Worker] = []
+        self._leaving: Set[str] = set()  # retired slots that have not left yet
+        self.autoscaler: Optional[Autoscaler] = None
+        if settings.autoscale:
+            self.autoscaler = Autoscaler(
+                settings.effective_fibers_min, settings.fibers,
+                busy=lambda: self.fetcher.in_flight, slots=lambda: len(self.workers) - len(self._leaving),
+                grow=self.add_slots, shrink=self.retire_slots, db_free=lambda: db_headroom(db.stats()))
+        self.fetcher.on_retired = self._slots_retired
         self.heartbeat = HeartbeatThread(store_factory(settings.redis_url, settings.namespace),
                                          self.ids, settings.heartbeat_interval, self._started_text)
         if settings.max_jobs:
@@ -89,6 +97,9 @@ class Runner:
         self.exit_code = 0
         self._term_timer: Optional[gevent.Greenlet] = None
         self._last_title = ""
+        #: --statsd / --graphite / --metrics-port (binds the port now: a busy one fails start-up).
+        self.metrics = metrics.for_runner(self)
+        self.fetcher.metrics = self.metrics
 
     # -- life cycle ----------------------------------------------------------------------------
     def run(self) -> int:
@@ -97,6 +108,8 @@ class Runner:
         try:
             self._install_signals()  # before registering, as Ruby: a QUIT now still unregisters
             self.startup()
+            if self.metrics is not None:
+                self.metrics.start()
             log.info("Starting %d worker(s) %s:%s:%s", len(self.workers), self.hostname, self.pid,
                      self.queues.id_field)
             fetcher = gevent.spawn(self.fetcher.run)
@@ -104,7 +117,8 @@ class Runner:
             monitor_hub(self.settings.hub_block_threshold, self.busy_jobs)
             for w in self.workers:
                 w.greenlet = gevent.spawn(w.work)
-            gevent.joinall([w.greenlet for w in self.workers])
+            scaler = gevent.spawn(self.autoscaler.run) if self.autoscaler else None
+            self._join_slots(scaler)
             self.fetcher.close()
             fetcher.join()
             if self.failure_notifier is not None and not self.failure_notifier.join(self.settings.term_timeout):
@@ -117,9 +131,12 @@ class Runner:
                     self.exit_code = 1
         finally:
             self.shutdown()
+            if self.metrics is not None:
+                self.metrics.stop()  # after unregistering: /healthz says "shutting down" to the end
             self._remove_pidfile()
-        log.info("Exiting (processed %d job(s), %d failed)", sum(w.processed for w in self.workers),
-                 sum(w.failed for w in self.workers))
+        every = self.workers + self.retired
+        log.info("Exiting (processed %d job(s), %d failed)", sum(w.processed for w in every),
+                 sum(w.failed for w in every))
         return self.exit_code
 
     def startup(self) -> None:
@@ -160,6 +177,63 @@ class Runner:
             log.exception("could not unregister %d worker(s); a Ruby worker's pruning will "
                           "remove them once our heartbeats expire", len(self.ids))
             self.exit_code = self.exit_code or 1
+
+    # -- slots (autoscaling adds and retires them; resque-web must always see the live set) -----
+    def _new_worker(self, slot: int) -> Worker:
+        return Worker(records.worker_id(self.hostname, self.pid, self.queues.include, str(slot)),
+                      self.fetcher, self.settings.job_timeout, self.clock)
+
+    def _join_slots(self, scaler: Optional[gevent.Greenlet]) -> None:
+        """Wait for every slot, including ones the autoscaler adds meanwhile, to end."""
+        while True:
+            live = [w.greenlet for w in self.workers if w.greenlet is not None and not w.greenlet.dead]
+            if live:
+                gevent.joinall(live)
+            elif scaler is not None and not scaler.dead:
+                self.autoscaler.stop()  # let it finish a step in progress, then look again
+                scaler.join()
+            else:
+                return
+
+    def add_slots(self, count: int) -> None:
+        """Start ``count`` slots with the lowest free numbers: heartbeat + SADD + started in one
+        MULTI first (Ruby's order), so resque-web never lists a slot that is not running."""
+        if self.shutdown_requested.is_set() or count <= 0:
+            return
+        used = {w.id for w in self.workers}
+        new = [w for w in (self._new_worker(n) for n in range(len(used) + count)) if w.id not in used][:count]
+        self.workers = self.workers + new  # before the MULTI: a shutdown now unregisters them too
+        self.ids = [w.id for w in self.workers]
+        try:
+            beat_at = codec.iso8601_local(self.store.server_time())
+            self.store.register_new_workers([w.id for w in new], beat_at, self._started_text())
+        finally:  # if Redis failed us, the heartbeat re-registers them once it is back
+            self.heartbeat.replace_ids(self.ids)
+            for w in new:
+                w.greenlet = gevent.spawn(w.work)
+
+    def retire_slots(self, count: int) -> None:
+        """Retire up to ``count`` idle slots, highest numbers first (see Fetcher.retire)."""
+        idle = [w for w in reversed(self.workers) if w.job is None and w.id not in self._leaving]
+        chosen = [w.id for w in idle[:count]]
+        self._leaving.update(chosen)
+        self.fetcher.retire(chosen)
+
+    def _slots_retired(self, ids: List[str]) -> None:
+        """The fetcher let these slots go after their last job was recorded: stop beating for
+        them, then Ruby's six-key unregister. On a Redis error they stay in ``self.ids``, so the
+        shutdown unregisters them."""
+        gone = set(ids)
+        self.heartbeat.replace_ids([i for i in self.ids if i not in gone])
+        try:
+            self.store.unregister_workers(ids)
+        except redis.RedisError as exc:
+            log.warning("could not unregister %d retired slot(s) (%s); will at shutdown", len(ids), exc)
+            return
+        self.retired += [w for w in self.workers if w.id in gone]
+        self.workers = [w for w in self.workers if w.id not in gone]
+        self.ids = [w.id for w in self.workers]
+        self._leaving -= gone
 
     def _reregister(self) -> None:
         """After a Redis outage: heartbeat now and re-register slots a restarted Redis lost."""
@@ -296,10 +370,19 @@ def monitor_hub(threshold: float, running: Callable[[], List[str]]) -> None:
     import gevent.events
     import zope.event
 
+    # gevent reports once per period while one greenlet keeps the hub, each time with only the
+    # threshold; measure the whole episode so the log says how long the job really blocked.
+    episode = {"greenlet": None, "since": 0.0, "last": 0.0}
+
     def on_event(event: object) -> None:
-        if isinstance(event, gevent.events.EventLoopBlocked):
-            log.warning("gevent hub blocked for more than %.1fs; running: %s", event.blocking_time,
-                        "; ".join(running()) or "no job")
+        if not isinstance(event, gevent.events.EventLoopBlocked):
+            return
+        now = time.monotonic()
+        if event.greenlet is not episode["greenlet"] or now - episode["last"] > 3 * threshold:
+            episode.update(greenlet=event.greenlet, since=now - event.blocking_time)
+        episode["last"] = now
+        log.warning("gevent hub blocked for %.1fs so far (HUB_BLOCK_THRESHOLD=%gs); running: %s",
+                    now - episode["since"], threshold, "; ".join(running()) or "no job")
 
     gevent.config.monitor_thread = True
     gevent.config.max_blocking_time = threshold

@@ -205,6 +205,8 @@ SETTINGS: Tuple[Setting, ...] = (
             "metric name (default resque).", "--metrics-prefix", "PREFIX"),
     Setting("METRICS_INTERVAL", "metrics_interval", _float("METRICS_INTERVAL", 0.05), "Seconds "
             "between metric flushes and queue-length polls (default 5).", "--metrics-interval", "SECONDS"),
+    Setting("METRICS_BIND", "metrics_bind", str, "Address the metrics port listens on (default "
+            "0.0.0.0: every interface, for a Prometheus scraper elsewhere).", "--metrics-bind", "ADDRESS"),
     # resque-py scheduler, with resque-scheduler's names and defaults (WIRE §7.1).
     Setting("RESQUE_SCHEDULER_INTERVAL", "scheduler_interval", _float("RESQUE_SCHEDULER_INTERVAL", 0.01),
             "Seconds between polls for due delayed jobs (default 5).", "--interval", "SECONDS",
@@ -267,6 +269,7 @@ class Settings:
     metrics_port: int = 0
     metrics_prefix: str = "resque"
     metrics_interval: float = 5.0
+    metrics_bind: str = "0.0.0.0"
     scheduler_interval: float = 5.0
     delayed_requeue_batch_size: int = 100
     scheduler_lock_prefix: str = ""

@@ -294,6 +294,18 @@ class Store:
         return (list(jobs), list(started), {_text(k): _text(v) for k, v in beats.items()},
                 secs + micros / 1e6)
 
+    def queue_sizes_and_heartbeat(self, queues: Sequence[str], worker_id: str
+                                  ) -> Tuple[List[int], Optional[str], float]:
+        """The metrics poll, one round trip: LLEN of each queue, ``worker_id``'s heartbeat
+        value and Redis TIME (to age it as Ruby's pruner does)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for q in queues:
+            pipe.llen(self.keys.queue(q))
+        pipe.hget(self.keys.heartbeats, worker_id)
+        pipe.time()
+        *sizes, beat, (secs, micros) = pipe.execute()
+        return [int(n) for n in sizes], _text(beat), secs + micros / 1e6
+
     def set_pause_all(self, paused: bool) -> None:
         """SET ``pause-all-workers`` to ``true`` (every Ruby and Python worker stops taking jobs
         before its next reserve, WIRE §1.2), or DEL it."""
@@ -338,6 +350,16 @@ class Store:
     def register_workers(self, ids: Sequence[str], started: str) -> None:
         """``register_worker`` for each slot: SADD workers + SET worker:<id>:started (§6.7)."""
         pipe = self.redis.pipeline(transaction=False)
+        for wid in ids:
+            pipe.sadd(self.keys.workers, wid)
+            pipe.set(self.keys.worker_started(wid), started)
+        pipe.execute()
+
+    def register_new_workers(self, ids: Sequence[str], beat: str, started: str) -> None:
+        """Ruby's start-up pair for slots added while running (autoscaling): ``heartbeat!``
+        then ``register_worker``, in one MULTI so no reader sees one without the other."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.keys.heartbeats, mapping={wid: beat for wid in ids})
         for wid in ids:
             pipe.sadd(self.keys.workers, wid)
             pipe.set(self.keys.worker_started(wid), started)

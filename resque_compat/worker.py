@@ -72,6 +72,8 @@ class Worker:
         finally:
             self.job = None
             self.processed += 1
+            if self.fetcher.metrics is not None:  # in-memory counts only; flushed periodically
+                self.fetcher.metrics.job_ended(job, self.job_started, self.clock(), failure is not None)
             # failure entry + stat:failed, then DEL worker:<id> + stat:processed: one trip,
             # batched with other slots'; retried (never twice) while Redis is away.
             self.fetcher.done_working(job, self.id, failure)

@@ -117,14 +117,18 @@ def tally_job(tag, *values):
 
 @job("FaultJob", queue="faults")
 def fault_job(job_id, seconds=0.0):
-    """Run for ``seconds``, then record completion on the control Redis in one MULTI: member of
-    ``test:faults:done``, a run counter (re-runs) and the pid that ran it last."""
+    """For tests/faults: say it started (``test:faults:started``), run ``seconds`` (a negative
+    value fails on purpose), then record completion in one MULTI on the control Redis: member of
+    ``test:faults:done``, a run counter (re-runs) and ``"<id> <pid>"`` in ``test:faults:log``."""
+    control().sadd("test:faults:started", job_id)
+    if seconds < 0:
+        raise RuntimeError(f"deliberate failure of {job_id}")
     if seconds:
         gevent.sleep(seconds)
     pipe = control().pipeline(transaction=True)
     pipe.sadd("test:faults:done", job_id)
     pipe.hincrby("test:faults:runs", job_id, 1)
-    pipe.hset("test:faults:pid", job_id, os.getpid())
+    pipe.rpush("test:faults:log", f"{job_id} {os.getpid()}")
     pipe.execute()
 
 

@@ -26,6 +26,9 @@ KEY_FRAGMENTS = (":queue:", ":worker:", ":workers", ":stat:", ":failed", "_faile
 #: Literals that look like key names but are not keys, each with the reason.
 NOT_KEYS = {
     ("settings.py", "queues"): "the Settings field name in the QUEUE row of the settings table",
+    ("listen/events.py", "queues"): "the JSONL field of a depth event (queue name -> length)",
+    ("listen/logs.py", "failed"): "the --pattern group name that marks a log line as a failure",
+    ("metrics_http.py", "resque_jobs_failed"): "a Prometheus metric name (README, Metrics)",
 }
 
 

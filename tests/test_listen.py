@@ -7,7 +7,6 @@ on a deliberately damaged copy.
 """
 from __future__ import annotations
 
-import calendar
 import json
 import os
 import subprocess
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 import redis
 
+from bench.run import free_port
 from resque_compat.keys import Keys
 from resque_compat.listen.events import BUSY, DEPTH, FAILURE, JOB, Event, TimeMap, read_jsonl, write_jsonl
 from resque_compat.listen.logs import read_log
@@ -104,7 +104,12 @@ def test_energy_follows_the_job_rate_and_idle_is_silent():
     levels = [rms(x[int((3 * i + 0.5) * SR):int((3 * i + 2) * SR)]) for i in range(len(rates))]
     assert levels[0] == 0.0, "no jobs, no queue: exact silence"
     assert all(a < b for a, b in zip(levels, levels[1:])), dict(zip(rates, levels))
-    assert levels[-1] < 8 * levels[2], "dense traffic is a texture, not a wall of noise"
+    assert levels[-1] < 8 * levels[2], "dense traffic must not drown everything else"
+    # a texture, not noise: at 5,000 jobs/s the sound still sits on the queue's note
+    dense = x[int(12.5 * SR):int(14 * SR)]
+    _, power, freqs = spectrum_peak(dense, 0, SR / 2)
+    note = queue_voice("critical")[0]
+    assert power[abs(freqs - note) < 100].sum() > 0.9 * power.sum()
 
 
 def test_a_failure_sounds_its_low_tone_over_the_traffic():
@@ -154,11 +159,15 @@ def test_no_clicks_when_sounds_start_and_stop():
     events = burst_events() + [Event(1_002.0, FAILURE, queue="critical")]
     x = render(events, 8)
     step, high = clicks(x)
-    assert step < 0.02 and high < 1e-8, (step, high)
-    damaged = x.copy()
-    damaged[3 * SR: 3 * SR + BLOCK] = 0  # a dropped block: what a real discontinuity looks like
-    d_step, d_high = clicks(damaged)
-    assert d_step > 0.02 or d_high > 1e-8, "the click detector must see a dropped block"
+    assert step < 0.015 and high < 5e-10, (step, high)
+    # the detector's sensitivity: a dropped block, and a 10 % level step, are both caught
+    dropped = x.copy()
+    dropped[3 * SR: 3 * SR + BLOCK] = 0
+    stepped = x.copy()
+    stepped[int(3.3 * SR):] *= 0.9
+    for damaged in (dropped, stepped):
+        d_step, d_high = clicks(damaged)
+        assert d_step > 0.015 or d_high > 5e-10, (d_step, d_high)
 
 
 def test_same_events_and_seed_give_the_same_samples_however_they_are_taken():
@@ -436,6 +445,9 @@ def test_usage_errors_and_missing_numpy(tmp_path):
     stray = run_listen("--pattern", "x", "--record", str(tmp_path / "e.jsonl"))
     assert stray.returncode == 2 and "--pattern only applies to --from-log" in stray.stderr
     jsonl = tmp_path / "e.jsonl"
+    jsonl.write_text('{"t":1,"type":"job"}\n{"t":2,"type":"sneeze"}\n')
+    bad_line = run_listen("--replay", str(jsonl), "--out", str(tmp_path / "bad.wav"))
+    assert bad_line.returncode == 1 and "e.jsonl:2: 'type' must be one of" in bad_line.stderr
     jsonl.write_text('{"t":1,"type":"job"}\n')
     code = ("import sys; sys.modules['numpy'] = None\n"
             "from resque_compat.cli import main\n"
@@ -510,9 +522,9 @@ def test_serve_streams_wav_to_several_listeners_and_counts_them(tmp_path):
         assert server.wait(10) == 0
 
 
-def free_port():
-    import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def test_rendering_10000_events_a_second_costs_under_the_budget():
+    """The issue's CPU budget, measured as bench/listen_render.py does (best of three)."""
+    from bench.listen_render import BUDGET, cpu_for_one_second, log_events
+
+    assert cpu_for_one_second(log_events, repeat=3) < BUDGET

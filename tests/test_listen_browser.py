@@ -21,6 +21,7 @@ import urllib.request
 
 import pytest
 
+from bench.run import free_port
 from resque_compat.listen.events import BUSY, DEPTH, JOB, Event, write_jsonl
 from tests.conftest import REDIS_URL, ROOT
 
@@ -111,12 +112,6 @@ def devtools_page(profile: str, deadline: float) -> DevTools:
     return DevTools(page["webSocketDebuggerUrl"])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 PAGE_STATE = """JSON.stringify({
   events: Number(document.getElementById("events").textContent),
   jobs: Number(document.getElementById("jobs").textContent),
@@ -153,7 +148,6 @@ def test_a_browser_plays_the_stream_and_counts_live_events(tmp_path):
                 if counts and counts[-1] > counts[0] and state["played"] > 1.0:
                     break
             time.sleep(0.2)
-        print(states)
         assert states, "the page never loaded"
         assert states[-1]["error"] is None, f"the <audio> element failed: {states[-1]}"
         counts = [s["events"] for s in states if s["events"]]

@@ -6,16 +6,17 @@ here restarts, so a job's completion survives the death of the Redis it came fro
 """
 from __future__ import annotations
 
-import os
+import signal
 import socket
 import subprocess
 import time
 
+import gevent
 import pytest
 import redis
 
 from resque_compat.client import Resque
-from resque_compat.connection import RedisURLError, connect, parse_sentinel_url
+from resque_compat.connection import RedisURLError, connect, parse_sentinel_url, pool_usage
 from resque_compat.errors import RedisUnavailable
 from tests.conftest import REDIS_URL
 from tests.redis_servers import free_port, redis_servers  # noqa: F401  (fixture)
@@ -80,10 +81,10 @@ def test_rediss_url_enqueues_and_works_over_tls_with_a_verified_certificate(r, r
 def test_acl_user_in_the_url_runs_jobs_with_keys_limited_to_the_namespace(r, redis_servers, start_worker):
     # The least privilege a worker needs: its namespace's keys, no dangerous commands (no
     # KEYS, FLUSHALL, CONFIG, INFO...). The default user is off, so every client must log in.
-    server = redis_servers("acl", ["--user", "admin on >adminpw ~* &* +@all",
-                                   "--user", "resque on >s3cr3t ~resque:* -@all +@read +@write "
-                                   "+@scripting +@connection +@fast +time",
-                                   "--user", "default off"])
+    server = redis_servers("acl", ["--user", *"admin on >adminpw ~* &* +@all".split(),
+                                   "--user", *("resque on >s3cr3t ~resque:* -@all +@read +@write "
+                                               "+@scripting +@transaction +@connection +@fast +time").split(),
+                                   "--user", "default", "off"])
     server.wait_ready(lambda: server.client(username="admin", password="adminpw"))
     url = f"redis://resque:s3cr3t@127.0.0.1:{server.port}/0"
 
@@ -193,7 +194,7 @@ def test_sentinel_failover_mid_stream_loses_no_job(r, redis_servers, start_worke
     # A failover really happened: every Sentinel names the former replica.
     assert {int(s.client().sentinel_get_master_addr_by_name(SERVICE)[1]) for s in sentinels} == {replica.port}
     reruns = {k: int(v) for k, v in r.hgetall("test:faults:runs").items() if int(v) > 1}
-    worker.signal(__import__("signal").SIGQUIT)
+    worker.signal(signal.SIGQUIT)
     assert worker.wait() == 0
     assert "Redis unreachable" in worker.output and "reachable again" in worker.output, worker.output
     print(f"failover: {len(accepted)} jobs, {len(reruns)} run twice (reserved on the old master, "
@@ -201,10 +202,31 @@ def test_sentinel_failover_mid_stream_loses_no_job(r, redis_servers, start_worke
     assert new_master.smembers("resque:workers") == set()
 
 
-def test_sentinel_pool_is_bounded_and_blocking(redis_servers):
-    master, replica, sentinels = start_sentinel_group.__wrapped__(redis_servers) \
-        if hasattr(start_sentinel_group, "__wrapped__") else (None, None, None)
-    del master, replica, sentinels
+def test_sentinel_pool_is_bounded_and_blocking_like_the_plain_one(redis_servers):
+    master = redis_servers("master")
+    master.wait_ready(master.client)
+    port = free_port()
+    sentinel = redis_servers("sentinel", config=sentinel_config(port, master.port), port=port,
+                             sentinel=True)
+    sentinel.wait_ready(sentinel.client)
+    client = connect(f"redis+sentinel://127.0.0.1:{port}/{SERVICE}/0", max_connections=2, timeout=0.3)
+    assert client.set("k", "v") and master.client().get("k") == "v"
+    pool = client.connection_pool
+    held = [pool.get_connection(), pool.get_connection()]
+    assert {(c.host, c.port) for c in held} == {("127.0.0.1", master.port)}
+    assert pool_usage(client) == {"size": 2, "in_use": 2, "waiting": 0}
+    waiter = gevent.spawn(lambda: pytest.raises(redis.ConnectionError, pool.get_connection))
+    wait_for(lambda: pool_usage(client)["waiting"] == 1, what="a third caller to wait")
+    started = time.monotonic()
+    assert "No connection available" in str(waiter.get().value)  # no third connection, ever
+    assert time.monotonic() - started < 1.0 and pool_usage(client)["waiting"] == 0
+    for conn in held:
+        pool.release(conn)
+    assert pool_usage(client)["in_use"] == 0
+    # A master move disconnects idle connections (redis-py's Sentinel proxy asks for exactly that).
+    pool.disconnect(inuse_connections=False)
+    assert all(c._sock is None for c in held)
+    assert client.get("k") == b"v"
 
 
 def test_sentinel_url_syntax():
@@ -239,5 +261,5 @@ def test_hostname_override_names_the_ids_and_decides_which_dead_workers_we_prune
     assert "pod-7f9c:999999:critical:0" not in members  # "our" host, pid not running: pruned
     assert f"{real}:999998:critical:0" in members       # the real host name is another host now
     assert r.get("resque:pruning_dead_workers_in_progress") == ids[0]
-    worker.signal(__import__("signal").SIGQUIT)
+    worker.signal(signal.SIGQUIT)
     assert worker.wait() == 0

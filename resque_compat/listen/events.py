@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import IO, Dict, Iterable, Iterator, Optional
 
 logger = logging.getLogger("resque_compat.listen")
@@ -38,7 +38,7 @@ class Event:
     n: int = 1
     span: float = 0.0
     exception: str = ""
-    queues: Optional[Dict[str, int]] = field(default=None, compare=True)
+    queues: Optional[Dict[str, int]] = None
 
     @property
     def depth(self) -> int:

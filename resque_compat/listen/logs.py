@@ -48,7 +48,7 @@ _OFFSET = r"(?P<tz>Z|UTC|GMT|[+-]\d{2}:?\d{2})?"
 SHAPES: List[Tuple[str, Pattern[str]]] = [
     ("iso8601", re.compile(r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})[T ](?P<h>\d{2}):(?P<mi>\d{2}):"
                            r"(?P<s>\d{2})" + _FRACTION + r"\s?" + _OFFSET)),
-    ("resque_failed_at", re.compile(r"(?P<y>\d{4})/(?P<mo>\d{2})/(?P<d>\d{2}) (?P<h>\d{2}):(?P<mi>\d{2}):"
+    ("resque_failure_time", re.compile(r"(?P<y>\d{4})/(?P<mo>\d{2})/(?P<d>\d{2}) (?P<h>\d{2}):(?P<mi>\d{2}):"
                                     r"(?P<s>\d{2})" + _FRACTION + r"\s?" + _OFFSET)),
     ("common_log", re.compile(r"(?P<d>\d{2})/(?P<mon>[A-Za-z]{3})/(?P<y>\d{4}):(?P<h>\d{2}):(?P<mi>\d{2}):"
                               r"(?P<s>\d{2})" + _FRACTION + r"\s?" + _OFFSET)),

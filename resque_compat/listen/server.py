@@ -171,7 +171,11 @@ def serve(address: str, broadcast: Broadcast) -> pywsgi.WSGIServer:
     """Start serving in the background and return the server (``stop()`` it when done)."""
     server = pywsgi.WSGIServer(parse_address(address), make_app(broadcast), log=None,
                                error_log=logger)
-    server.start()
+    try:
+        server.start()
+    except OSError as exc:
+        raise OSError(f"cannot serve on {address} ({exc.strerror or exc}); choose another "
+                      "--serve HOST:PORT") from None
     host, port = server.address[:2]
     logger.info("listen: open http://%s:%d/ to hear your queues", host, port)
     return server

@@ -16,7 +16,7 @@ import signal
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import IO, Any, Callable, Iterator, Optional
+from typing import IO, Any, Callable, Iterator, List, Optional
 
 import gevent
 from gevent.event import Event as Flag
@@ -56,6 +56,9 @@ class ListenOptions:
             raise ValueError("give --replay FILE or --from-log FILE, not both")
         if self.from_log and not self.pattern:
             raise ValueError("--from-log needs --pattern REGEX, e.g. --pattern 'Processed|(?P<failed>Failed)'")
+        if self.live and self.speed != 1.0:
+            raise ValueError("--speed only applies to --replay FILE or --from-log FILE; live traffic "
+                             "plays as it happens")
         if self.pattern and not self.from_log:
             raise ValueError("--pattern only applies to --from-log FILE")
         if not (self.out or self.serve or self.record):
@@ -109,13 +112,13 @@ def _offline(options: ListenOptions, recorder: Optional[IO[str]], stack: ExitSta
         count = sum(1 for _ in events)
         logger.info("listen: wrote %d events to %s", count, options.record)
         return 0
-    from .synth import render_events, to_pcm16
+    from .synth import SAMPLE_RATE, render_events, to_pcm16
     from .wav import WavWriter
 
     writer = stack.enter_context(WavWriter(options.out))
     for block in render_events(events, options.seconds, seed=options.seed):
         writer.write(to_pcm16(block))
-    logger.info("listen: wrote %.1f s to %s", writer.frames / 44100, options.out)
+    logger.info("listen: wrote %.1f s to %s", writer.frames / SAMPLE_RATE, options.out)
     return 0
 
 
@@ -152,19 +155,30 @@ def _clocked(options: ListenOptions, recorder: Optional[IO[str]], stack: ExitSta
         if recorder is not None:
             write_jsonl((event,), recorder)
 
+    failures: List[BaseException] = []
     if options.live:
-        source = gevent.spawn(_poll_loop, connect(), options.rate, sink, stop)
+        source = gevent.spawn(_guard, failures, stop, _poll_loop, connect(), options.rate, sink, stop)
     else:
-        source = gevent.spawn(_paced, TimeMap(options.speed, origin=start).map_all(file_events(options)),
-                              sink, stop)
+        events = TimeMap(options.speed, origin=start).map_all(file_events(options))
+        source = gevent.spawn(_guard, failures, stop, _paced, events, sink, stop)
     stack.callback(source.kill)
     if renderer is None:
         stop.wait(options.seconds)
     else:
         _render_loop(options, renderer, broadcast, stack, stop)
-    if source.dead and source.exception is not None:
-        raise source.exception
+    if failures:
+        raise failures[0]
     return 0
+
+
+def _guard(failures: List[BaseException], stop: Flag, target: Callable[..., None], *args: Any) -> None:
+    """Run a source; if it fails (a bad replay line, a broken log) stop the whole run and let
+    the CLI report the error, instead of serving silence after a traceback."""
+    try:
+        target(*args)
+    except Exception as exc:
+        failures.append(exc)
+        stop.set()
 
 
 def _render_loop(options: ListenOptions, renderer: Any, broadcast: Any, stack: ExitStack, stop: Flag) -> None:

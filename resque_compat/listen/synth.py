@@ -141,8 +141,8 @@ class _Voices:
 class Renderer:
     """Feed events in time order with :meth:`feed`; take audio with :meth:`render`.
 
-    ``start`` is the Unix time of sample 0 (default: the first event's start). An event fed
-    after its time was rendered sounds at the next sample still to come.
+    ``start`` is the Unix time of sample 0 (default: the first event's start). Jobs fed after
+    their time was rendered sound in the next block still to come.
     """
 
     def __init__(self, seed: int = 0, start: Optional[float] = None, sample_rate: int = SAMPLE_RATE) -> None:
@@ -168,13 +168,11 @@ class Renderer:
         self._fail_rate = 0.0
         self._rate_t: Optional[float] = None
         self._out = np.zeros((0, 2))
-        self.events = 0
 
     # -- input --------------------------------------------------------------------------------
     def feed(self, event: Event) -> None:
         if self.start is None:
             self.start = event.t - event.span
-        self.events += 1
         sample = max(0, int(round((event.t - self.start) * self.sr)))
         if event.kind in (DEPTH, BUSY):
             self._controls.append((sample, event.kind, event.depth if event.kind == DEPTH else event.n))
@@ -210,11 +208,6 @@ class Renderer:
         self._amp = np.concatenate([self._amp, np.repeat(amp, n) * (0.7 + 0.3 * draws[:, 1])])
 
     # -- output -------------------------------------------------------------------------------
-    @property
-    def time(self) -> float:
-        """Unix time of the next sample :meth:`render` returns."""
-        return (self.start or 0.0) + (self.position - len(self._out)) / self.sr
-
     def render(self, n: int) -> np.ndarray:
         """The next ``n`` stereo samples, floats in (-1, 1), shape (n, 2)."""
         while len(self._out) < n:
@@ -233,7 +226,9 @@ class Renderer:
         buf[: len(self._carry)] += self._carry
         now = self._pos < b0 + BLOCK
         if now.any():
-            offsets = np.maximum(self._pos[now], b0).astype(np.int64) - b0
+            # grains fed too late (a slow poll) are folded into this block, spread as they were,
+            # rather than piled onto its first sample
+            offsets = np.floor(self._pos[now] - b0).astype(np.int64) % BLOCK
             voices, amps = self._voice[now], self._amp[now]
             self._pos, self._voice, self._amp = self._pos[~now], self._voice[~now], self._amp[~now]
             grains = voices >= 0

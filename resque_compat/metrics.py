@@ -1,0 +1,329 @@
+"""Metrics for StatsD (``--statsd``), Graphite (``--graphite``) and Prometheus (``--metrics-port``),
+plus ``/healthz`` (issue 7 item 3). Names are listed in README.rst, "Metrics".
+
+Cost per job: with every sink off the runner makes no :class:`Metrics` and a job pays one
+``is not None`` test. With a sink on, :meth:`Metrics.job_ended` updates a few numbers in memory
+(counters, a histogram bucket, a bounded sample list); nothing is sent per job. One greenlet
+flushes every METRICS_INTERVAL seconds: one pipelined Redis read (queue lengths, a heartbeat,
+TIME), then one batch per sink. Prometheus reads the same numbers when it scrapes.
+
+Pickup latency needs the time a job was enqueued, and a Resque payload has none. It is measured
+for ActiveJob payloads (``enqueued_at`` in the job data, set by Rails) and for payloads with a
+top-level ``enqueued_at`` (epoch seconds or ISO 8601), against this host's clock, so clock skew
+between hosts shows up in it. Other jobs are not in the pickup metrics; the queue length gauges
+show their backlog instead.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
+
+import gevent
+import redis
+
+from .activejob import JOB_WRAPPER
+from .activejob_args import parse_time
+from .connection import pool_usage
+from .errors import ConfigurationError, ResqueError
+from .heartbeat import parse_heartbeat
+from .metrics_sinks import CarbonSink, StatsdSink
+
+if TYPE_CHECKING:
+    from .records import Job
+    from .runner import Runner
+
+log = logging.getLogger("resque_compat.metrics")
+
+#: Histogram bounds in seconds (Prometheus ``le``), from a fast callback to a slow report job.
+BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+           300.0)
+#: Timer samples kept per queue and flush for StatsD/Graphite; beyond it a uniform sample is
+#: kept and StatsD is told the rate (``|@0.25``), so memory stays flat under any job rate.
+SAMPLES = 200
+#: The hub-lag ticker's period: how late a sleep of this length wakes up is the lag.
+HUB_TICK = 0.1
+#: Not ready once the heartbeat is older than this many heartbeat intervals (one missed beat
+#: is tolerated; Ruby prunes at 5, WIRE §3.6).
+HEARTBEAT_STALE = 2.0
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+def name_part(text: str) -> str:
+    """One dot-separated component of a StatsD/Graphite name: ``.`` ``:`` ``|`` ``@`` and the
+    rest become ``_`` (queue ``mail.high`` -> ``mail_high``)."""
+    return _UNSAFE.sub("_", text) or "_"
+
+
+class Histogram:
+    """Counts per :data:`BUCKETS` bound plus sum and count (Prometheus), and this flush's
+    samples and maximum (StatsD timers, Graphite mean/max/p95)."""
+
+    __slots__ = ("counts", "sum", "count", "samples", "seen", "window_max", "window_sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.sum = 0.0
+        self.count = 0
+        self.samples: List[float] = []
+        self.seen = 0
+        self.window_max = 0.0
+        self.window_sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(BUCKETS, seconds)] += 1
+        self.sum += seconds
+        self.count += 1
+        self.seen += 1
+        self.window_sum += seconds
+        if seconds > self.window_max:
+            self.window_max = seconds
+        if len(self.samples) < SAMPLES:
+            self.samples.append(seconds)
+        else:  # reservoir sampling: every observation of the window equally likely to be kept
+            slot = random.randrange(self.seen)
+            if slot < SAMPLES:
+                self.samples[slot] = seconds
+
+    def take_window(self) -> Tuple[List[float], int, float, float]:
+        """(samples, observations, sum, max) since the last call, and start a new window."""
+        window = (self.samples, self.seen, self.window_sum, self.window_max)
+        self.samples, self.seen, self.window_sum, self.window_max = [], 0, 0.0, 0.0
+        return window
+
+    def buckets(self) -> List[Tuple[str, int]]:
+        """Cumulative ``(le, count)`` pairs for Prometheus."""
+        out, total = [], 0
+        for bound, n in zip(BUCKETS + (float("inf"),), self.counts):
+            total += n
+            out.append(("+Inf" if bound == float("inf") else repr(bound), total))
+        return out
+
+
+@dataclass
+class QueueStats:
+    """One queue's numbers in this process since start."""
+
+    processed: int = 0
+    failed: int = 0
+    duration: Histogram = field(default_factory=Histogram)
+    pickup: Histogram = field(default_factory=Histogram)
+    sent_processed: int = 0  # what StatsD has been told (its counters take deltas)
+    sent_failed: int = 0
+
+
+def enqueued_at(job: "Job") -> Optional[float]:
+    """When the job was enqueued, if the payload says (see the module docstring)."""
+    payload = job.payload
+    value: Any = None
+    if job.class_name == JOB_WRAPPER and job.args and isinstance(job.args[0], dict):
+        value = job.args[0].get("enqueued_at")
+    elif isinstance(payload, dict):
+        value = payload.get("enqueued_at")
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return parse_time(value).timestamp()
+    except (ResqueError, ValueError, OverflowError):
+        return None
+
+
+class Metrics:
+    """Aggregates one worker process's numbers and publishes them (module docstring)."""
+
+    def __init__(self, runner: "Runner") -> None:
+        settings = runner.settings
+        self.runner = runner
+        self.interval = settings.metrics_interval
+        self.prefix = ".".join(name_part(p) for p in settings.metrics_prefix.split(".") if p) or "resque"
+        self.process_prefix = f"{self.prefix}.{name_part(runner.hostname)}.{runner.pid}"
+        self.queues: Dict[str, QueueStats] = {}
+        self.queue_lengths: Dict[str, int] = {}
+        self.heartbeat_age: Optional[float] = None
+        self.redis_error: Optional[str] = "not polled yet"
+        self.hub_lag = 0.0          # the largest lag seen in the last complete window
+        self._lag_window = 0.0
+        self.statsd = StatsdSink(settings.statsd) if settings.statsd else None
+        self.carbon = CarbonSink(settings.graphite) if settings.graphite else None
+        self.http = None
+        if settings.metrics_port:
+            from .metrics_http import MetricsServer
+
+            self.http = MetricsServer(self, settings.metrics_bind, settings.metrics_port)
+        self._greenlets: List[gevent.Greenlet] = []
+        self._stopped = False
+
+    # -- the per-job hook (hot path) -----------------------------------------------------------
+    def job_ended(self, job: "Job", started: float, ended: float, failed: bool) -> None:
+        """Count one finished job (called by the worker for every job, failed or not)."""
+        stats = self.queues.get(job.queue)
+        if stats is None:
+            stats = self.queues[job.queue] = QueueStats()
+        stats.processed += 1
+        if failed:
+            stats.failed += 1
+        stats.duration.observe(ended - started)
+        if job.payload is not None:
+            when = enqueued_at(job)
+            if when is not None:
+                stats.pickup.observe(max(0.0, started - when))
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.poll()
+        self._greenlets = [gevent.spawn(self._flush_loop), gevent.spawn(self._hub_ticker)]
+        if self.http is not None:
+            self.http.start()
+
+    def stop(self) -> None:
+        """Last flush (the final jobs' counts), then close everything. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        gevent.killall(self._greenlets)
+        if self._greenlets:
+            self.flush()
+        for sink in (self.statsd, self.carbon, self.http):
+            if sink is not None:
+                sink.close()
+
+    def _flush_loop(self) -> None:
+        while True:
+            gevent.sleep(self.interval)
+            try:
+                self.poll()
+                self.flush()
+            except Exception:  # a metrics bug must never take the worker down
+                log.exception("metrics flush failed; trying again in %.1fs", self.interval)
+
+    def _hub_ticker(self) -> None:
+        while True:
+            start = time.perf_counter()
+            gevent.sleep(HUB_TICK)
+            lag = time.perf_counter() - start - HUB_TICK
+            if lag > self._lag_window:
+                self._lag_window = lag
+
+    # -- periodic work -------------------------------------------------------------------------
+    def poll(self) -> None:
+        """Queue lengths, our heartbeat's age by Redis TIME, and whether Redis answers."""
+        queues = list(self.runner.fetcher.current_queues)
+        try:
+            sizes, beat, now = self.runner.store.queue_sizes_and_heartbeat(queues, self.runner.ids[0])
+        except redis.RedisError as exc:
+            self.redis_error = str(exc) or type(exc).__name__
+            return
+        self.redis_error = None
+        self.queue_lengths = dict(zip(queues, sizes))
+        when = parse_heartbeat(beat) if beat else None
+        self.heartbeat_age = None if when is None else max(0.0, now - when)
+        self.hub_lag, self._lag_window = self._lag_window, 0.0
+
+    def flush(self) -> None:
+        windows = {q: (s.duration.take_window(), s.pickup.take_window()) for q, s in self.queues.items()}
+        if self.statsd is not None:
+            self.statsd.send(list(self.statsd_lines(windows)))
+        if self.carbon is not None:
+            self.carbon.send(list(self.carbon_lines(windows, int(time.time()))))
+
+    def gauges(self) -> Dict[str, float]:
+        """Per-process gauges, by their StatsD/Graphite name after the process prefix."""
+        runner = self.runner
+        out: Dict[str, float] = {
+            "workers": len(runner.workers),
+            "busy_workers": runner.busy_count(),
+            "hub_lag_ms": round(self.hub_lag * 1000, 3),
+        }
+        if self.heartbeat_age is not None:
+            out["heartbeat_age_seconds"] = round(self.heartbeat_age, 3)
+        for pool, usage in self.pools().items():
+            out[f"pool.{pool}.in_use"] = usage["in_use"]
+            out[f"pool.{pool}.waiting"] = usage["waiting"]
+        return out
+
+    def pools(self) -> Dict[str, Dict[str, int]]:
+        """size / in_use / waiting of the Redis, MySQL (if configured) and HTTP pools."""
+        from . import db, http
+
+        out = {"redis": pool_usage(self.runner.store.redis)}
+        mysql = db.stats()
+        if mysql.get("size"):
+            out["mysql"] = {"size": mysql["size"], "in_use": mysql["in_use"], "waiting": mysql["waiting"]}
+        web = http.stats()
+        out["http"] = {"size": web["pool_size"], "in_use": web["in_flight"], "waiting": web.get("waiting", 0)}
+        return out
+
+    def statsd_lines(self, windows: Dict[str, Any]) -> Iterator[str]:
+        """Counters and timers per queue (summed across processes by StatsD), queue lengths,
+        and this process's gauges under ``<prefix>.<host>.<pid>``."""
+        for queue, stats in self.queues.items():
+            base = f"{self.prefix}.queue.{name_part(queue)}"
+            if stats.processed > stats.sent_processed:
+                yield f"{base}.processed:{stats.processed - stats.sent_processed}|c"
+                stats.sent_processed = stats.processed
+            if stats.failed > stats.sent_failed:
+                yield f"{base}.failed:{stats.failed - stats.sent_failed}|c"
+                stats.sent_failed = stats.failed
+            for timer, (samples, seen, _, _) in zip(("duration", "pickup"), windows[queue]):
+                rate = "" if seen <= len(samples) else f"|@{len(samples) / seen:.6g}"
+                for seconds in samples:
+                    yield f"{base}.{timer}:{seconds * 1000:.3f}|ms{rate}"
+        for queue, length in self.queue_lengths.items():
+            yield f"{self.prefix}.queue.{name_part(queue)}.length:{length}|g"
+        for name, value in self.gauges().items():
+            yield f"{self.process_prefix}.{name}:{value:g}|g"
+
+    def carbon_lines(self, windows: Dict[str, Any], now: int) -> Iterator[str]:
+        """Everything under ``<prefix>.<host>.<pid>`` (Carbon keeps the last value sent for a
+        path and time, so processes must not share a path); counters are totals since start."""
+        for queue, stats in self.queues.items():
+            base = f"{self.process_prefix}.queue.{name_part(queue)}"
+            yield f"{base}.processed {stats.processed} {now}"
+            yield f"{base}.failed {stats.failed} {now}"
+            for timer, (samples, seen, total, top) in zip(("duration", "pickup"), windows[queue]):
+                if not seen:
+                    continue
+                ordered = sorted(samples)
+                p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+                yield f"{base}.{timer}_ms.mean {total / seen * 1000:.3f} {now}"
+                yield f"{base}.{timer}_ms.p95 {p95 * 1000:.3f} {now}"
+                yield f"{base}.{timer}_ms.max {top * 1000:.3f} {now}"
+        for queue, length in self.queue_lengths.items():
+            yield f"{self.prefix}.queue.{name_part(queue)}.length {length} {now}"
+        for name, value in self.gauges().items():
+            yield f"{self.process_prefix}.{name} {value:g} {now}"
+
+    # -- readiness -----------------------------------------------------------------------------
+    def health(self) -> Tuple[bool, str]:
+        """(ready, reason) for /healthz."""
+        runner = self.runner
+        if runner.shutdown_requested.is_set():
+            return False, "shutting down (finishing in-flight jobs, taking no new ones)"
+        if self.redis_error is not None:
+            return False, f"Redis unreachable: {self.redis_error}"
+        limit = HEARTBEAT_STALE * runner.settings.heartbeat_interval
+        if self.heartbeat_age is None:
+            return False, "no heartbeat in Redis for this worker"
+        if self.heartbeat_age > limit:
+            return False, (f"heartbeat too old: {self.heartbeat_age:.0f}s (limit {limit:g}s); Ruby "
+                           f"workers prune ours after {runner.settings.effective_prune_interval:g}s")
+        return True, "ready"
+
+
+def for_runner(runner: "Runner") -> Optional[Metrics]:
+    """The runner's metrics, or None when --statsd, --graphite and --metrics-port are all off."""
+    settings = runner.settings
+    if not (settings.statsd or settings.graphite or settings.metrics_port):
+        return None
+    try:
+        return Metrics(runner)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot serve metrics on {settings.metrics_bind}:{settings.metrics_port} "
+                                 f"({exc}); choose a free --metrics-port") from None
