@@ -45,7 +45,9 @@ def fail(message: str, code: int = 2) -> "NoReturn":  # type: ignore[name-define
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--redis", "redis_url", metavar="URL", default=None,
               help=f"Redis to use [env: REDIS_URL; default: {DEFAULT_REDIS_URL}]. "
-                   "The path is the DB number, as in Ruby.")
+                   "The path is the DB number, as in Ruby. Also rediss:// (TLS, ?ssl_ca_certs=PATH), "
+                   "redis://user:password@host (ACL) and "
+                   "redis+sentinel://host1:26379,host2:26379/SERVICE/DB (README: Scaling out).")
 @click.option("--namespace", metavar="NS", default=None,
               help="Key prefix [env: RESQUE_NAMESPACE; default: resque], as Resque.redis.namespace.")
 @click.pass_context

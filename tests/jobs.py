@@ -139,3 +139,11 @@ def db_job(table, value):
 
     with db.cursor() as cur:
         cur.execute(f"INSERT INTO {table} (v) VALUES (%s)", (value,))
+
+
+@job("PidJob", queue="pool")
+def pid_job(tag, seconds=0.0):
+    """Record ``"<tag> <pid>"`` in ``test:pids`` after ``seconds``: which process ran it (pools)."""
+    if seconds:
+        gevent.sleep(seconds)
+    control().rpush("test:pids", f"{tag} {os.getpid()}")

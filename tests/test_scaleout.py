@@ -160,6 +160,7 @@ def test_sentinel_failover_mid_stream_loses_no_job(r, redis_servers, start_worke
     wait_for(lambda: master.client().scard("resque:workers") == 4, what="the worker to register")
 
     accepted = []  # ids Redis acknowledged (and, before the kill, a replica confirmed)
+    killed_at = back_at = 0.0
     total, kill_at = 240, 80
     for n in range(total):
         job_id = f"j{n}"
@@ -176,9 +177,12 @@ def test_sentinel_failover_mid_stream_loses_no_job(r, redis_servers, start_worke
             # sent on is lost by Redis itself. WAIT makes each push reach the replica first.
             assert producer.redis.execute_command("WAIT", 1, 5000) == 1
         accepted.append(job_id)
+        if killed_at and not back_at:
+            back_at = time.time()
         if n == kill_at:
             wait_for(lambda: r.scard("test:faults:done") >= 20, what="jobs to be done before the kill")
             master.kill()
+            killed_at = time.time()
         time.sleep(0.004)
 
     new_master = replica.client()
@@ -197,8 +201,8 @@ def test_sentinel_failover_mid_stream_loses_no_job(r, redis_servers, start_worke
     worker.signal(signal.SIGQUIT)
     assert worker.wait() == 0
     assert "Redis unreachable" in worker.output and "reachable again" in worker.output, worker.output
-    print(f"failover: {len(accepted)} jobs, {len(reruns)} run twice (reserved on the old master, "
-          "not replicated)")
+    print(f"failover: enqueues failed for {back_at - killed_at:.1f}s; {len(accepted)} jobs, "
+          f"{len(reruns)} run twice (reserved on the old master, not replicated)")
     assert new_master.smembers("resque:workers") == set()
 
 
