@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test test-fast demo bench services clean
+.PHONY: venv test test-fast faults demo bench services clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,11 @@ services:
 
 test: venv services
 	$(PY) tests/pytest_gevent.py -q -p no:cacheprovider tests
+
+# The fault suite at full size (10,000-job streams, 20 kills, a 30 s outage); make test runs
+# a short version. -s shows each scenario's figures as it ends.
+faults: venv services
+	FAULTS_SCALE=full $(PY) tests/pytest_gevent.py -q -s -p no:cacheprovider tests/faults
 
 demo: venv services
 	$(PY) examples/callbacks/demo.py

@@ -77,6 +77,8 @@ def summary() -> Dict[str, Any]:
         "pickup_p50_ms": percentile(_latencies, 0.50) * 1000,
         "pickup_p99_ms": percentile(_latencies, 0.99) * 1000,
         "window_s": max(0.0, _window["last_end"] - _window["first_start"]),
+        "first_start": _window["first_start"],  # absolute, to merge processes of one run
+        "last_end": _window["last_end"],
         "peak_rss_mb": peak_kb / 1024,
         "db": db.stats(),
         "http": http.stats(),
@@ -87,5 +89,6 @@ def summary() -> Dict[str, Any]:
 def _dump() -> None:
     path = os.environ.get("BENCH_OUT")
     if path:
+        path = path.replace("{pid}", str(os.getpid()))  # one file per process of a pool
         with open(path, "w") as fh:
             json.dump(summary(), fh)

@@ -2,7 +2,11 @@
 
 W1 no-op (20,000 jobs, FIBERS=100); W2 callback (5,000 jobs, one HTTP GET to a local endpoint
 answering after 100 ms, FIBERS=100, ideal 1,000 jobs/s); W3 as W2 plus one SELECT through
-DB_POOL=20; W4 as W2 with FIBERS=1000 and 20,000 jobs (ideal 10,000 jobs/s).
+DB_POOL=20; W4 as W2 with FIBERS=1000 and 20,000 jobs (ideal 10,000 jobs/s). W2x2, W3x2 and
+W4x2 run the same with PROCESSES=2 (a supervisor and two worker processes; their floor is two
+floor processes with half the jobs each), and show the ratio to the one-process row. Then the
+multi-host simulation (bench/scale.py): several pools with distinct HOSTNAMEs on one Redis,
+with Redis's own CPU per 1000 jobs and the throughput at which Redis would saturate a core.
 
 For each: the queue is filled, ``resque-py work ... INTERVAL=0`` drains it (throughput, CPU,
 peak RSS, most MySQL and Redis connections seen), then a paced stream at half that rate goes
@@ -10,7 +14,7 @@ to a running worker (pickup latency, enqueue -> start). The floor runs the same 
 bare greenlets. A private redis-server is started so Redis numbers are ours alone. Figures
 vary between runs on a shared 2-core machine: compare ratios within one run.
 
-``python bench/run.py [--quick] [--only W1,W2]``
+``python bench/run.py [--quick] [--only W1,W2,W4x2] [--hosts 1,2,4]``
 """
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ import pymysql
 import redis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from bench.scale import merge_outputs, multi_host, run_processes  # noqa: E402
 PY = sys.executable
 BENCH_DB = "resque_bench"
 MYSQL = dict(host="127.0.0.1", port=3306, user="root", password="")
@@ -41,7 +47,14 @@ WORKLOADS = {
     "W2": dict(cls="Bench::Callback", jobs=5000, fibers=100, ideal=1000, db=False),
     "W3": dict(cls="Bench::CallbackDb", jobs=5000, fibers=100, ideal=1000, db=True),
     "W4": dict(cls="Bench::Callback", jobs=20000, fibers=1000, ideal=10000, db=False),
+    "W2x2": dict(cls="Bench::Callback", jobs=5000, fibers=100, ideal=2000, db=False, processes=2),
+    "W3x2": dict(cls="Bench::CallbackDb", jobs=5000, fibers=100, ideal=2000, db=True, processes=2),
+    "W4x2": dict(cls="Bench::Callback", jobs=20000, fibers=1000, ideal=20000, db=False, processes=2),
 }
+#: Multi-host simulation: each "host" is a pool of this many processes of this many greenlets.
+HOST_PROCESSES = 2
+HOST_FIBERS = 100
+HOST_JOBS = 20000
 
 
 def free_port() -> int:
@@ -94,19 +107,8 @@ class Sampler(threading.Thread):
 
 
 def run_process(args: List[str], env: Dict[str, str]) -> Tuple[float, float, Dict[str, Any]]:
-    """Run to completion; returns (wall seconds, CPU seconds, BENCH_OUT summary)."""
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
-        out = fh.name
-    started = time.time()
-    proc = subprocess.Popen(args, env={**env, "BENCH_OUT": out}, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.time() - started
-    if status != 0:
-        raise SystemExit(f"benchmark process failed ({status}): {' '.join(args)}")
-    with open(out) as fh:
-        data = json.load(fh)
-    os.unlink(out)
-    return wall, usage.ru_utime + usage.ru_stime, data
+    """Run to completion; returns (wall seconds, CPU seconds, BENCH_OUT summary of every process)."""
+    return run_processes([args], env, ROOT)
 
 
 def fill(r: redis.Redis, cls: str, count: int, url: str) -> None:
@@ -120,7 +122,7 @@ def fill(r: redis.Redis, cls: str, count: int, url: str) -> None:
 
 def worker_args(w: Dict[str, Any], interval: str) -> List[str]:
     return [PY, "-m", "resque_compat", "work", "QUEUE=bench", f"FIBERS={w['fibers']}",
-            f"INTERVAL={interval}", "-r", "bench/jobs.py"]
+            f"INTERVAL={interval}", f"PROCESSES={w.get('processes', 1)}", "-r", "bench/jobs.py"]
 
 
 def throughput(r: redis.Redis, w: Dict[str, Any], env: Dict[str, str], url: str) -> Dict[str, Any]:
@@ -141,8 +143,9 @@ def throughput(r: redis.Redis, w: Dict[str, Any], env: Dict[str, str], url: str)
 
 def floor(w: Dict[str, Any], env: Dict[str, str], url: str) -> Dict[str, Any]:
     base = [PY, "bench/floor.py", w["cls"]]
-    _, idle_cpu, _ = run_process(base + ["0", str(w["fibers"]), url], env)
-    wall, cpu, data = run_process(base + [str(w["jobs"]), str(w["fibers"]), url], env)
+    n = w.get("processes", 1)  # a pool's floor: as many bare processes, each with its share
+    _, idle_cpu, _ = run_processes([base + ["0", str(w["fibers"]), url]] * n, env, ROOT)
+    wall, cpu, data = run_processes([base + [str(w["jobs"] // n), str(w["fibers"]), url]] * n, env, ROOT)
     window = data["window_s"] or wall
     return dict(jobs_s=w["jobs"] / window, cpu_per_1000=(cpu - idle_cpu) / w["jobs"] * 1000)
 
@@ -151,11 +154,11 @@ def latency(r: redis.Redis, w: Dict[str, Any], env: Dict[str, str], url: str, ra
             seconds: float) -> Dict[str, Any]:
     """Pickup latency of a paced stream at ``rate`` jobs/s into a running, idle-at-start worker."""
     r.flushdb()
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
-        out = fh.name
-    proc = subprocess.Popen(worker_args(w, "5"), env={**env, "BENCH_OUT": out}, cwd=ROOT)
+    outdir = tempfile.mkdtemp(prefix="bench-")
+    proc = subprocess.Popen(worker_args(w, "5"), env={**env, "BENCH_OUT": os.path.join(outdir, "{pid}.json")},
+                            cwd=ROOT)
     deadline = time.time() + 20
-    while len(r.smembers("resque:workers")) < w["fibers"] and time.time() < deadline:
+    while len(r.smembers("resque:workers")) < w["fibers"] * w.get("processes", 1) and time.time() < deadline:
         time.sleep(0.05)
     total = int(rate * seconds)
     start = time.time()
@@ -177,9 +180,8 @@ def latency(r: redis.Redis, w: Dict[str, Any], env: Dict[str, str], url: str, ra
         time.sleep(0.05)
     proc.send_signal(signal.SIGQUIT)
     proc.wait(30)
-    with open(out) as fh:
-        data = json.load(fh)
-    os.unlink(out)
+    data = merge_outputs(outdir)
+    shutil.rmtree(outdir, ignore_errors=True)
     return dict(p50=data["pickup_p50_ms"], p99=data["pickup_p99_ms"], rate=rate)
 
 
@@ -214,7 +216,8 @@ def endpoint_lateness(port: int) -> Dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a tenth of the jobs (smoke test)")
-    parser.add_argument("--only", default="W1,W2,W3,W4")
+    parser.add_argument("--only", default="W1,W2,W3,W4,W2x2,W3x2,W4x2")
+    parser.add_argument("--hosts", default="1,2,4", help="pools in the multi-host simulation ('' = skip)")
     parser.add_argument("--results", default=os.path.join(ROOT, "bench", "results.md"))
     opts = parser.parse_args()
 
@@ -228,9 +231,11 @@ def main() -> None:
     r = redis.Redis(port=redis_port, decode_responses=True)
     env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
            "DATABASE_URL": f"mysql://root@127.0.0.1:3306/{BENCH_DB}", "DB_POOL": "20"}
-    for name in ("QUEUE", "QUEUES", "FIBERS", "INTERVAL", "VERBOSE", "VVERBOSE"):
+    for name in ("QUEUE", "QUEUES", "FIBERS", "INTERVAL", "VERBOSE", "VVERBOSE", "PROCESSES", "HOSTNAME"):
         env.pop(name, None)
     rows = []
+    jobs_s: Dict[str, float] = {}
+    host_rows: List[Dict[str, Any]] = []
     print(f"machine: {machine()}")
     header = ("| workload | jobs/s | ideal % | floor jobs/s | pickup p50/p99 ms | peak RSS MB | "
               "CPU s/1000 jobs | floor CPU s/1000 | overhead ms/job | max MySQL | max Redis |")
@@ -245,12 +250,28 @@ def main() -> None:
             f = floor(w, env_w, url)
             lat = latency(r, w, env_w, url, rate=min(t["jobs_s"] * 0.5, 2000), seconds=3 if not opts.quick else 1)
             ideal = f"{100 * t['jobs_s'] / w['ideal']:.0f}" if w["ideal"] else "-"
-            row = (f"| {name} {w['cls']} x{w['jobs']} F={w['fibers']} | {t['jobs_s']:.0f} | {ideal} | "
+            jobs_s[name] = t["jobs_s"]
+            label = f"{name} {w['cls']} x{w['jobs']} F={w['fibers']}"
+            if w.get("processes", 1) > 1:  # W4x2: P=2, and its speed-up over W4 in this run
+                single = name.split("x")[0]
+                label += f" P={w['processes']}" + (f" ({t['jobs_s'] / jobs_s[single]:.2f}x {single})"
+                                                   if single in jobs_s else "")
+            row = (f"| {label} | {t['jobs_s']:.0f} | {ideal} | "
                    f"{f['jobs_s']:.0f} | {lat['p50']:.1f} / {lat['p99']:.1f} | {t['rss']:.0f} | "
                    f"{t['cpu_per_1000']:.2f} | {f['cpu_per_1000']:.2f} | "
                    f"{t['cpu_per_1000'] - f['cpu_per_1000']:.3f} | {t['max_mysql']} | {t['max_redis']} |")
             print(row, flush=True)
             rows.append(row)
+        hosts = [int(h) for h in opts.hosts.split(",") if h.strip()]
+        if hosts:
+            pool = dict(fibers=HOST_FIBERS, processes=HOST_PROCESSES)
+            host_rows = multi_host(
+                r, {k: v for k, v in env.items() if k != "DATABASE_URL"}, ROOT,
+                lambda host: worker_args(pool, "0") + [f"HOSTNAME={host}"],
+                lambda n: fill(r, "Bench::Noop", n, url), hosts, HOST_JOBS // (10 if opts.quick else 1))
+            print(HOST_HEADER)
+            for h in host_rows:
+                print(host_row(h), flush=True)
         late = endpoint_lateness(port)
         print(f"endpoint: {late['requests']} requests, lateness max {late['max_late_ms']:.1f} ms, "
               f"p99 {late['p99_late_ms']:.1f} ms")
@@ -261,6 +282,19 @@ def main() -> None:
         fh.write(f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}{' (quick)' if opts.quick else ''}\n\n")
         fh.write(f"machine: {machine()}\n\n{header}\n|{'---|' * 11}\n" + "\n".join(rows) + "\n\n")
         fh.write(f"endpoint lateness: max {late['max_late_ms']:.1f} ms, p99 {late['p99_late_ms']:.1f} ms\n")
+        if host_rows:
+            fh.write(f"\nmulti-host (Bench::Noop x{HOST_JOBS // (10 if opts.quick else 1)}, each host a pool "
+                     f"of {HOST_PROCESSES} x FIBERS={HOST_FIBERS}, one private Redis):\n\n{HOST_HEADER}\n"
+                     f"|{'---|' * 7}\n" + "\n".join(host_row(h) for h in host_rows) + "\n")
+
+
+HOST_HEADER = ("| hosts (pools) | worker processes | jobs/s | Redis CPU % of one core | "
+               "Redis CPU ms/1000 jobs | Redis commands/job | Redis saturates at ~jobs/s |")
+
+
+def host_row(h: Dict[str, Any]) -> str:
+    return (f"| {h['hosts']} | {h['processes']} | {h['jobs_s']:.0f} | {h['redis_cpu_pct']:.0f} | "
+            f"{h['redis_ms_per_1000']:.0f} | {h['commands_per_job']:.2f} | {h['redis_ceiling']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import click
 
 from .cli import Context, fail, main_group, setting_options
 from .errors import ConfigurationError
-from .settings import Settings, setting_for
+from .settings import SETTINGS, Settings, setting_for
 
 EPILOG = """\b
 Examples:
@@ -34,8 +34,10 @@ Exit codes: 0 stopped by a signal, 2 usage or configuration error (also when eve
 process failed with one).
 """
 
-#: Settings each child gets from its group, never from the pool's own words or options.
-_PER_CHILD = frozenset(("queues", "fibers", "processes", "pidfile"))
+#: Settings each child gets from its group or the supervisor, never from the pool's own words
+#: or options.
+_PER_CHILD = frozenset(s.field for s in SETTINGS if s.env in ("QUEUE", "FIBERS", "PROCESSES", "PIDFILE",
+                                                            "METRICS_PORT", "RESQUE_SUPERVISOR_FD"))
 
 
 @main_group.command(epilog=EPILOG)
@@ -61,7 +63,7 @@ def pool(obj: Context, words: Sequence[str], config_path: Optional[str], environ
     from . import pool_config
 
     settings = _settings(obj, words, options)
-    if options.get("queues") or options.get("processes"):
+    if {s.env for s in SETTINGS if options.get(s.field) is not None} & {"QUEUE", "PROCESSES"}:
         fail("pool takes queues and process counts from its configuration file; drop --queue "
              "and --processes (or use resque-py work QUEUE=... PROCESSES=N without a file)")
     try:
@@ -110,6 +112,7 @@ def _supervise(obj: Context, settings: Settings, words: Sequence[str], require: 
         if value is not None and name not in _PER_CHILD:
             work_args += [setting_for(name).option, value]
     fibers = f"{settings.fibers_min}..{settings.fibers}" if settings.autoscale else str(settings.fibers)
-    supervisor = Supervisor(WorkCommand(global_args, work_args, fibers), groups, reload=reload,
+    supervisor = Supervisor(WorkCommand(global_args, work_args, fibers, settings.metrics_port),
+                            groups, reload=reload,
                             drain=settings.drain, pidfile=settings.pidfile)
     sys.exit(supervisor.run())

@@ -158,6 +158,9 @@ class Resque:
     def _redis_id(self) -> str:
         """Ruby's ``redis_id`` (redis-rb ``Client#id``): ``redis://<host:port or path>/db``."""
         kw = self.redis.connection_pool.connection_kwargs
+        master = getattr(self.redis.connection_pool, "master_address", None)  # Sentinel: the master now
+        if master:
+            return f"redis://{master[0]}:{master[1]}/{kw.get('db', 0)}"
         if "path" in kw:
             return f"redis://{kw['path']}/{kw.get('db', 0)}"
         return f"redis://{kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"

@@ -214,6 +214,7 @@ class Metrics:
     # -- periodic work -------------------------------------------------------------------------
     def poll(self) -> None:
         """Queue lengths, our heartbeat's age by Redis TIME, and whether Redis answers."""
+        self.hub_lag, self._lag_window = self._lag_window, 0.0
         queues = list(self.runner.fetcher.current_queues)
         try:
             sizes, beat, now = self.runner.store.queue_sizes_and_heartbeat(queues, self.runner.ids[0])
@@ -224,7 +225,6 @@ class Metrics:
         self.queue_lengths = dict(zip(queues, sizes))
         when = parse_heartbeat(beat) if beat else None
         self.heartbeat_age = None if when is None else max(0.0, now - when)
-        self.hub_lag, self._lag_window = self._lag_window, 0.0
 
     def flush(self) -> None:
         windows = {q: (s.duration.take_window(), s.pickup.take_window()) for q, s in self.queues.items()}

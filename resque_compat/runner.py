@@ -214,7 +214,8 @@ class Runner:
 
     def retire_slots(self, count: int) -> None:
         """Retire up to ``count`` idle slots, highest numbers first (see Fetcher.retire)."""
-        idle = [w for w in reversed(self.workers) if w.job is None and w.id not in self._leaving]
+        idle = [w for w in self.workers if w.job is None and w.id not in self._leaving]
+        idle.sort(key=lambda w: int(w.id.rsplit(":", 1)[1]), reverse=True)
         chosen = [w.id for w in idle[:count]]
         self._leaving.update(chosen)
         self.fetcher.retire(chosen)
@@ -288,6 +289,11 @@ class Runner:
         log.warning("%s: finishing %d job(s), then exiting with code %d to be restarted",
                     reason, self.busy_count(), EXIT_RECYCLE)
         self.exit_code = EXIT_RECYCLE
+        if self.settings.supervisor_fd:  # under a pool: our replacement starts while we drain
+            try:
+                os.write(self.settings.supervisor_fd, b"recycling\n")
+            except OSError as exc:
+                log.warning("could not tell the pool supervisor we are recycling (%s)", exc)
         hooks.run_worker_hook("on_shutdown", self)
         self.shutdown_requested.set()
         self.fetcher.stop()

@@ -194,6 +194,10 @@ SETTINGS: Tuple[Setting, ...] = (
             "--failure-callback", "MOD:FUNC"),
     Setting("PROCESSES", "processes", _int("PROCESSES", 1), "Worker processes to fork (each with "
             "FIBERS greenlets) under one supervisor (default 1 = no supervisor).", "--processes", "N"),
+    # Not a user setting (no command shows it): the pool supervisor passes it to its children.
+    Setting("RESQUE_SUPERVISOR_FD", "supervisor_fd", _int("RESQUE_SUPERVISOR_FD"), "A pipe on "
+            "which a recycling worker tells its pool supervisor to start its replacement now.", "",
+            command="internal"),
     Setting("HOSTNAME", "hostname", str, "Host name in worker ids (default: the real one). For "
             "containers whose host name changes; Ruby prunes by it, see README.", "--hostname", "NAME"),
     Setting("STATSD", "statsd", _host_port("STATSD"), "Send metrics to StatsD at HOST:PORT (UDP).", "--statsd", "HOST:PORT"),
@@ -263,6 +267,7 @@ class Settings:
     failure_backend: str = "redis"
     failure_callback: Optional[str] = None
     processes: int = 1
+    supervisor_fd: int = 0
     hostname: Optional[str] = None
     statsd: Optional[str] = None
     graphite: Optional[str] = None

@@ -25,12 +25,17 @@ configuration, starts and stops children to match, and replaces children whose g
 the child catches it (Linux: SigCgt in /proc), because the default action of QUIT, TERM, USR1
 and USR2 kills a process that is still importing.
 
-**Restarts.** A child that exits with :data:`runner.EXIT_RECYCLE` (MAX_JOBS / MAX_MEMORY) is
-replaced at once. One that crashes (any other exit we did not ask for) is restarted after a
+**Restarts.** A child recycled by MAX_JOBS / MAX_MEMORY says so on a pipe
+(RESQUE_SUPERVISOR_FD) as it starts draining, and its replacement starts right then, so the
+pool never runs a process short; one that exits with :data:`runner.EXIT_RECYCLE` without
+having said so is replaced at once. One that crashes (any other exit we did not ask for) is restarted after a
 back-off that doubles per consecutive crash (0.5 s up to 30 s; a child that ran 30 s counts as a
 fresh start). One that exits 2 (configuration error: a bad -r module, an unknown setting) is not
 restarted, since it would fail the same way: fix it and send HUP. With INTERVAL=0 a child that
 drained its queues (exit 0) is not replaced, and the supervisor ends with the last one.
+
+With METRICS_PORT, child number ``i`` (the lowest number free when it starts, so a replacement
+takes its predecessor's) serves ``/metrics`` on METRICS_PORT + i: a port takes one process.
 
 Children run in their own process group (a terminal's Ctrl-C reaches only the supervisor, which
 forwards one INT), and on Linux they get QUIT if the supervisor dies (resque-pool's "workers
@@ -51,6 +56,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import gevent
 from gevent.event import Event
+from gevent.os import make_nonblocking, nb_read
 from setproctitle import setproctitle
 
 from .errors import ConfigurationError
@@ -78,15 +84,22 @@ class WorkCommand:
     --processes 1 --pidfile ''``. The options come last so they beat the same settings given as
     words or in the environment (which children inherit)."""
 
-    def __init__(self, global_args: Sequence[str], work_args: Sequence[str], fibers: str) -> None:
+    def __init__(self, global_args: Sequence[str], work_args: Sequence[str], fibers: str,
+                 metrics_port: int = 0) -> None:
         self.global_args = list(global_args)
         self.work_args = list(work_args)
         self.fibers = fibers  # the pool's FIBERS, for groups that do not set their own
+        self.metrics_port = metrics_port
 
-    def argv(self, group: Group) -> List[str]:
+    def argv(self, group: Group, index: int = 0, notice_fd: int = 0) -> List[str]:
+        """``index`` is the child's number among those running (lowest free); with METRICS_PORT
+        child ``index`` serves on METRICS_PORT + index, since one port takes one process.
+        ``notice_fd`` is the pipe on which it says it is recycling."""
+        port = ["--metrics-port", str(self.metrics_port + index)] if self.metrics_port else []
+        notice = [f"RESQUE_SUPERVISOR_FD={notice_fd}"] if notice_fd else []
         return [sys.executable, "-m", "resque_compat", *self.global_args, "work", *self.work_args,
-                "--queue", group.queues, "--fibers", group.fibers or self.fibers,
-                "--processes", "1", "--pidfile", ""]
+                *notice, "--queue", group.queues, "--fibers", group.fibers or self.fibers,
+                "--processes", "1", "--pidfile", "", *port]
 
 
 @dataclass
@@ -94,7 +107,8 @@ class Child:
     group: Group
     proc: subprocess.Popen
     started: float
-    stopping: bool = False  # we asked it to stop: never restarted
+    index: int
+    stopping: bool = False  # asked to stop, or recycling: never restarted
     held: List[int] = field(default_factory=list)  # signals it does not catch yet
 
     @property
@@ -143,7 +157,10 @@ class Supervisor:
                     self._maintain()
                 self._deliver_held()
                 self._refresh_title()
-                if not self.children and (self.stopping or not any(self.wanted.values())):
+                # Nothing left to run: stopped, drained, or every process failed its configuration
+                # (an empty file after HUP is different: the pool waits for the next HUP).
+                finished = not any(self.wanted.values()) and (self.drain or self.gave_up)
+                if not self.children and (self.stopping or finished):
                     break
                 self._wake.wait(self._next_wake())
                 self._wake.clear()
@@ -199,22 +216,47 @@ class Supervisor:
                     self._start(group)
 
     def _start(self, group: Group) -> None:
+        used = {c.index for c in self.children}
+        index = next(i for i in range(len(used) + 1) if i not in used)
+        notice, notice_w = os.pipe()
         try:
-            proc = subprocess.Popen(self.command.argv(group), preexec_fn=_in_child(os.getpid()))
+            proc = subprocess.Popen(self.command.argv(group, index, notice_w), pass_fds=(notice_w,),
+                                    preexec_fn=_in_child(os.getpid()))
         except OSError as exc:
+            os.close(notice)
             log.error("pool: cannot start a worker process for %s (%s)", label(group), exc)
             self._back_off(group, 0.0)
             return
-        child = Child(group, proc, time.monotonic())
+        finally:
+            os.close(notice_w)  # the child's copy alone keeps it open: EOF when it exits
+        child = Child(group, proc, time.monotonic(), index)
         if self.paused:
             child.held.append(signal.SIGUSR2)  # as paused as its siblings
         self.children.append(child)
         gevent.spawn(self._await_exit, child)
+        gevent.spawn(self._await_notice, child, notice)
         log.info("pool: started worker process %d (%s)", child.pid, label(group))
 
     def _await_exit(self, child: Child) -> None:
         child.proc.wait()
         self._wake.set()
+
+    def _await_notice(self, child: Child, fd: int) -> None:
+        """MAX_JOBS / MAX_MEMORY: the child writes "recycling" when it starts draining, so its
+        replacement starts now instead of after its last job and its exit (no gap)."""
+        try:
+            make_nonblocking(fd)
+            while True:
+                data = nb_read(fd, 64)
+                if not data:  # EOF: the child exited
+                    return
+                if b"recycling" in data and not child.stopping and not self.stopping:
+                    log.info("pool: worker process %d (%s) is recycling itself (MAX_JOBS/MAX_MEMORY); "
+                             "starting its replacement now", child.pid, label(child.group))
+                    child.stopping = True
+                    self._wake.set()
+        finally:
+            os.close(fd)
 
     def _exited(self, child: Child, code: int) -> None:
         self.children.remove(child)

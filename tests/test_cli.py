@@ -87,7 +87,7 @@ def test_public_names_load_lazily():
 
 # -- help and version ----------------------------------------------------------------------------------
 
-COMMANDS = ["enqueue", "failed", "info", "listen", "pause-all", "queues", "remove-worker",
+COMMANDS = ["enqueue", "failed", "info", "listen", "pause-all", "pool", "queues", "remove-worker",
             "resume-all", "scheduler", "version", "work", "workers"]
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from resque_compat import db
 from tests.conftest import MYSQL_URL
+from tests.faults.harness import wait_until
 from tests.faults.proxy import Proxy
 from tests.keyspace import load_fixture, normalize
 
@@ -31,16 +32,6 @@ def push(r, *payloads, queue="critical"):
 
 def job(cls, *args):
     return json.dumps({"class": cls, "args": list(args)}, separators=(",", ":"))
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def failures(r):
@@ -148,13 +139,13 @@ def kill_holding(r, start_worker, payloads, fibers):
     push(r, *payloads)
     dead = start_worker("QUEUES=critical,low", f"FIBERS={fibers}", "RESQUE_HEARTBEAT_INTERVAL=1")
     dead_ids = dead.wait_registered(r, fibers)
-    wait_for(lambda: r.llen("test:started") == len(payloads), what="the jobs to start")
+    wait_until(lambda: r.llen("test:started") == len(payloads), 10, "the jobs to start")
     held = r.mget(["resque:worker:" + i for i in dead_ids])
     assert all(held)
     dead.signal(signal.SIGKILL)
     dead.wait()
     # The dead worker's pruning lock (TTL = heartbeat interval) must expire before anyone prunes.
-    wait_for(lambda: not r.exists(LOCK), 5, "the pruning lock to expire")
+    wait_until(lambda: not r.exists(LOCK), 5, "the pruning lock to expire")
     return dead_ids
 
 
@@ -191,7 +182,7 @@ def test_dirty_exit_requeue_puts_the_exact_bytes_back_at_the_head_and_runs_them(
     r.rpush("test:release:a", "go")
     r.rpush("test:release:b", "go")
     r.delete("resque:pause-all-workers")
-    wait_for(lambda: r.llen("test:ran") == 1 and r.llen("test:finished") == 2, what="the re-runs")
+    wait_until(lambda: r.llen("test:ran") == 1 and r.llen("test:finished") == 2, 10, "the re-runs")
     assert sorted(r.lrange("test:finished", 0, -1)) == ["a", "b"]
     pruner.signal(signal.SIGQUIT)
     assert pruner.wait() == 0
@@ -233,22 +224,22 @@ def test_mysql_unreachable_or_stalled_fails_jobs_retriably_and_the_pool_heals(r,
         w = start_worker("QUEUE=critical", "FIBERS=4", "DB_POOL=2", env={"DATABASE_URL": url})
         w.wait_registered(r, 4)
         push(r, *[job("DbJob", table, "before")] * 3)
-        wait_for(lambda: rows(monitor, table, "before") == 3, what="the first rows")
+        wait_until(lambda: rows(monitor, table, "before") == 3, 10, "the first rows")
 
         proxy.cut()  # MySQL down: pooled connections dropped, new ones refused
         started = time.time()
         push(r, *[job("DbJob", table, "down")] * 3)
-        wait_for(lambda: r.llen("resque:failed") == 3, 15, "3 failures while MySQL is down")
+        wait_until(lambda: r.llen("resque:failed") == 3, 15, "3 failures while MySQL is down")
         assert time.time() - started < 10  # failed promptly: nothing waited forever
         proxy.restore()
 
         proxy.pause()  # MySQL up but silent: read_timeout must end the job, not hang it
         push(r, job("DbJob", table, "stalled"))
-        wait_for(lambda: r.llen("resque:failed") == 4, 20, "a failure while MySQL is stalled")
+        wait_until(lambda: r.llen("resque:failed") == 4, 20, "a failure while MySQL is stalled")
         proxy.resume()
 
         push(r, *[job("DbJob", table, "after")] * 3)
-        wait_for(lambda: rows(monitor, table, "after") == 3, 15, "rows once MySQL is back")
+        wait_until(lambda: rows(monitor, table, "after") == 3, 15, "rows once MySQL is back")
         entries = failures(r)
         for entry in entries:  # a PyMySQL error, and everything resque-web's Retry needs
             assert entry["exception"] in ("OperationalError", "InterfaceError"), entry
@@ -257,7 +248,7 @@ def test_mysql_unreachable_or_stalled_fails_jobs_retriably_and_the_pool_heals(r,
         # resque-web's Retry pushes {class,args} back: every failed job now runs
         for entry in entries:
             push(r, job(entry["payload"]["class"], *entry["payload"]["args"]))
-        wait_for(lambda: rows(monitor, table, "down") == 3 and rows(monitor, table, "stalled") == 1,
+        wait_until(lambda: rows(monitor, table, "down") == 3 and rows(monitor, table, "stalled") == 1,
                  15, "the retried jobs")
         assert r.llen("resque:failed") == 4
         w.signal(signal.SIGQUIT)

@@ -20,21 +20,11 @@ from resque_compat.client import Resque
 from resque_compat.metrics import BUCKETS, SAMPLES, Histogram, enqueued_at, name_part
 from resque_compat.metrics_sinks import STATSD_PACKET, CarbonSink, packets
 from resque_compat.records import parse_job
-from tests.conftest import REDIS_URL, ROOT
+from tests.conftest import MYSQL_URL, REDIS_URL, ROOT
 from tests.redis_servers import free_port, redis_servers  # noqa: F401  (fixture)
+from tests.test_worker import wait_for
 
 AJ_JOBS = f"{ROOT}/tests/aj_jobs.py"  # AjJob, and (through tests.jobs) OkJob, FailJob, WaitJob
-
-
-def wait_for(condition, timeout=15.0, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 # -- listeners -------------------------------------------------------------------------------
@@ -158,12 +148,14 @@ def test_statsd_graphite_and_prometheus_report_a_real_worker(r, start_worker, st
     for n in range(3):
         resque.enqueue_to("critical", "OkJob", n)
     resque.enqueue_to("critical", "FailJob", "x")
+    resque.enqueue_to("critical", "CpuJob", 0.5)  # holds the hub: the lag must show it
     data = activejob.job_data("AjJob", (7,), {}, queue="critical")
     data["enqueued_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.123456789Z", time.gmtime(time.time() - 3))
     resque.enqueue_to("critical", activejob.JOB_WRAPPER, data)  # Rails 7.1+'s nanosecond format
 
     port = free_port()
-    worker = start_worker("QUEUE=critical", "FIBERS=1", "METRICS_INTERVAL=0.2", require=AJ_JOBS,
+    worker = start_worker("QUEUE=critical", "FIBERS=1", "METRICS_INTERVAL=0.2", "DB_POOL=3",
+                          require=AJ_JOBS, env={"DATABASE_URL": MYSQL_URL},
                           extra_args=["--statsd", f"127.0.0.1:{statsd.port}",
                                       "--graphite", f"127.0.0.1:{carbon.port}",
                                       "--metrics-port", str(port), "--metrics-bind", "127.0.0.1",
@@ -172,52 +164,62 @@ def test_statsd_graphite_and_prometheus_report_a_real_worker(r, start_worker, st
     host = name_part(wid.split(":")[0])
     proc = f"app.resque.{host}.{worker.pid}"
     assert r.blpop(["test:started"], timeout=10) == ("test:started", "t1")
+    wait_started = time.time()
 
     # While WaitJob runs: one busy slot of one, five jobs behind it, ready.
-    wait_for(lambda: metric(port, "resque_queue_length", queue="critical") == 5, what="queue length 5")
+    wait_for(lambda: metric(port, "resque_queue_length", queue="critical") == 6, what="queue length 6")
     sample = scrape(port)
     assert sample[("resque_busy_workers", ())] == 1 and sample[("resque_workers", ())] == 1
     assert sample[("resque_pool_size", (("pool", "redis"),))] == 5  # REDIS_POOL default min(1,16)+4
+    assert sample[("resque_pool_size", (("pool", "mysql"),))] == 3
+    assert sample[("resque_pool_size", (("pool", "http"),))] == 1    # per host: FIBERS
+    assert sample[("resque_pool_in_use", (("pool", "mysql"),))] == 0
     assert sample[("resque_ready", ())] == 1
     assert 0 <= sample[("resque_heartbeat_age_seconds", ())] < 5
     assert sample[("resque_hub_lag_seconds", ())] < 1
     assert "process_resident_memory_bytes" in {name for name, _ in sample}
     assert http_get(port, "/healthz") == (200, "ready\n")
-    wait_for(lambda: statsd.gauge("app.resque.queue.critical.length") == 5, what="StatsD queue length")
+    wait_for(lambda: statsd.gauge("app.resque.queue.critical.length") == 6, what="StatsD queue length")
     wait_for(lambda: statsd.gauge(f"{proc}.busy_workers") == 1, what="StatsD busy gauge")
     wait_for(lambda: carbon.last(f"{proc}.busy_workers") == 1, what="Carbon busy gauge")
-    assert carbon.last("app.resque.queue.critical.length") == 5
+    assert carbon.last("app.resque.queue.critical.length") == 6
 
     started = time.time()
+    held = started - wait_started  # WaitJob ran at least this long
     r.rpush("test:release:t1", "go")
-    wait_for(lambda: metric(port, "resque_jobs_processed_total", queue="critical") == 6, what="6 processed")
-    waited = time.time() - started
+    wait_for(lambda: metric(port, "resque_jobs_processed_total", queue="critical") == 7, what="7 processed")
     sample = scrape(port)
     assert sample[("resque_jobs_failed_total", (("queue", "critical"),))] == 1
-    assert sample[("resque_job_duration_seconds_count", (("queue", "critical"),))] == 6
-    assert sample[("resque_job_duration_seconds_bucket", (("le", "+Inf"), ("queue", "critical")))] == 6
-    # WaitJob ran for at least as long as the test took to release it, after the first scrape.
-    assert sample[("resque_job_duration_seconds_sum", (("queue", "critical"),))] >= 0.2
+    assert sample[("resque_job_duration_seconds_count", (("queue", "critical"),))] == 7
+    assert sample[("resque_job_duration_seconds_bucket", (("le", "+Inf"), ("queue", "critical")))] == 7
+    assert sample[("resque_job_duration_seconds_bucket", (("le", "1.0"), ("queue", "critical")))] >= 5
+    # WaitJob ran for as long as the test took to release it, and CpuJob for 0.5 s.
+    assert sample[("resque_job_duration_seconds_sum", (("queue", "critical"),))] >= 0.5 + held
     assert sample[("resque_job_pickup_latency_seconds_count", (("queue", "critical"),))] == 1
     assert 3.0 <= sample[("resque_job_pickup_latency_seconds_sum", (("queue", "critical"),))] < 3.0 + 30
-    assert sample[("resque_redis_round_trips_total", ())] >= 6
+    assert sample[("resque_redis_round_trips_total", ())] >= 7
 
-    wait_for(lambda: statsd.counter("app.resque.queue.critical.processed") == 6, what="StatsD processed")
+    wait_for(lambda: statsd.counter("app.resque.queue.critical.processed") == 7, what="StatsD processed")
     assert statsd.counter("app.resque.queue.critical.failed") == 1
     durations = statsd.timings("app.resque.queue.critical.duration")
-    assert len(durations) == 6 and max(durations) >= 200  # ms; the WaitJob
+    assert len(durations) == 7 and max(durations) >= 500  # ms; CpuJob
+    assert sorted(durations)[-2] >= min(500, held * 1000)   # WaitJob
     [pickup] = statsd.timings("app.resque.queue.critical.pickup")
     assert pickup >= 3000
     assert all(len(d) <= STATSD_PACKET for d in statsd.datagrams)
-    wait_for(lambda: carbon.last(f"{proc}.queue.critical.processed") == 6, what="Carbon processed")
+    wait_for(lambda: carbon.last(f"{proc}.queue.critical.processed") == 7, what="Carbon processed")
     assert carbon.last(f"{proc}.queue.critical.failed") == 1
     assert carbon.last(f"{proc}.queue.critical.pickup_ms.max") >= 3000
-    assert carbon.last(f"{proc}.queue.critical.duration_ms.max") >= 200
+    assert max(v for p, v, _ in carbon.received if p == f"{proc}.queue.critical.duration_ms.max") >= 500
+    # CpuJob kept the hub for 0.5 s: one interval's lag gauge says so, in both sinks.
+    assert max(v for p, v, _ in carbon.received if p == f"{proc}.hub_lag_ms") >= 400
+    assert max(float(line.split(":")[1].split("|")[0]) for line in statsd.lines()
+               if line.startswith(f"{proc}.hub_lag_ms:")) >= 400
     assert carbon.connections == 1  # one connection, batched lines
-    stamps = {ts for _, _, ts in carbon.received}
-    assert max(stamps) - min(stamps) <= waited + 30 and all(abs(ts - time.time()) < 60 for ts in stamps)
+    assert all(abs(ts - time.time()) < 60 for _, _, ts in carbon.received)  # epoch seconds, now
 
     # QUIT with a job running: not ready (shutting down) until the process is gone.
+    r.delete("test:started")  # CpuJob said "cpu" there too
     resque.enqueue_to("critical", "WaitJob", "t2")
     assert r.blpop(["test:started"], timeout=10) == ("test:started", "t2")
     worker.signal(signal.SIGQUIT)
@@ -226,9 +228,9 @@ def test_statsd_graphite_and_prometheus_report_a_real_worker(r, start_worker, st
     assert body.startswith("shutting down")
     r.rpush("test:release:t2", "go")
     assert worker.wait() == 0
-    # The last flush happened at exit: the seventh job is counted everywhere.
-    assert statsd.counter("app.resque.queue.critical.processed") == 7
-    assert carbon.last(f"{proc}.queue.critical.processed") == 7
+    # The last flush happened at exit: the eighth job is counted everywhere.
+    assert statsd.counter("app.resque.queue.critical.processed") == 8
+    assert carbon.last(f"{proc}.queue.critical.processed") == 8
     assert http_get(port, "/healthz")[0] is None  # the port is closed with the process
 
 

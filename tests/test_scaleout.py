@@ -20,16 +20,7 @@ from resque_compat.connection import RedisURLError, connect, parse_sentinel_url,
 from resque_compat.errors import RedisUnavailable
 from tests.conftest import REDIS_URL
 from tests.redis_servers import free_port, redis_servers  # noqa: F401  (fixture)
-
-
-def wait_for(condition, timeout=15.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+from tests.test_worker import wait_for
 
 
 def control_env(url: str) -> dict:
@@ -167,7 +158,7 @@ def test_sentinel_failover_mid_stream_loses_no_job(r, redis_servers, start_worke
         deadline = time.time() + 30
         while True:
             try:
-                producer.enqueue_to("faults", "FaultJob", job_id, 0.01)
+                producer.enqueue_to("faults", "FaultJob", job_id, 0.05)
                 break
             except redis.ConnectionError:  # the master is gone and no replica is promoted yet
                 assert time.time() < deadline, "no master within 30 s of the kill"
@@ -181,7 +172,9 @@ def test_sentinel_failover_mid_stream_loses_no_job(r, redis_servers, start_worke
             back_at = time.time()
         if n == kill_at:
             wait_for(lambda: r.scard("test:faults:done") >= 20, what="jobs to be done before the kill")
-            master.kill()
+            slots = [f"resque:worker:{i}" for i in master.client().smembers("resque:workers")]
+            wait_for(lambda: any(master.client().mget(slots)), what="a job in flight")
+            master.kill()  # with jobs in flight and more queued
             killed_at = time.time()
         time.sleep(0.004)
 
@@ -215,6 +208,7 @@ def test_sentinel_pool_is_bounded_and_blocking_like_the_plain_one(redis_servers)
     sentinel.wait_ready(sentinel.client)
     client = connect(f"redis+sentinel://127.0.0.1:{port}/{SERVICE}/0", max_connections=2, timeout=0.3)
     assert client.set("k", "v") and master.client().get("k") == "v"
+    assert Resque(client).info()["servers"] == [f"redis://127.0.0.1:{master.port}/0"]
     pool = client.connection_pool
     held = [pool.get_connection(), pool.get_connection()]
     assert {(c.host, c.port) for c in held} == {("127.0.0.1", master.port)}

@@ -28,6 +28,8 @@ import redis
 
 FULL = os.environ.get("FAULTS_SCALE", "short") == "full"
 QUEUE = "faults"
+#: This suite's private redis-server port (6391-6399 are reserved for it; never the shared one).
+PRIVATE_PORT = 6391
 STARTED, DONE, RUNS, LOG = "test:faults:started", "test:faults:done", "test:faults:runs", "test:faults:log"
 
 

@@ -15,13 +15,11 @@ import pytest
 import redis
 
 from tests.conftest import REDIS_DB, REDIS_PORT, REDIS_URL
-from tests.faults.harness import (FULL, Stream, assert_clean_exit, job_id_of, make_stream, push_stream,
+from tests.faults.harness import (FULL, PRIVATE_PORT, Stream, assert_clean_exit, job_id_of, make_stream, push_stream,
                                   scaled, settle, wait_until)
 from tests.faults.proxy import Proxy
-from tests.redis_servers import RedisServer
 
 FIBERS = 20
-PORT = 6391  # this suite's private Redis (6391-6399 are reserved for it)
 WORDS = ["QUEUE=faults", f"FIBERS={FIBERS}", "INTERVAL=0.1", "RESQUE_HEARTBEAT_INTERVAL=1"]
 
 
@@ -52,12 +50,6 @@ def assert_exact_stats(store: redis.Redis, ledger, stream: Stream) -> None:
     assert int(store.get("resque:stat:failed")) == len(stream.deliberate) == store.llen("resque:failed")
 
 
-def start_private(tmp_path, name: str, args=()) -> RedisServer:
-    server = RedisServer(str(tmp_path), name, args, port=PORT)
-    server.wait_ready(server.client)
-    return server
-
-
 def registered_again(store: redis.Redis, ids) -> bool:
     """Every slot back in ``workers`` with its ``started`` key and a heartbeat (resque-web's view)."""
     beats = store.hgetall("resque:workers:heartbeat")
@@ -65,21 +57,26 @@ def registered_again(store: redis.Redis, ids) -> bool:
         store.exists(f"resque:worker:{wid}:started") and wid in beats for wid in ids)
 
 
+def restart_mid_stream(r, workers, private_redis, name: str, stream: Stream, args=()):
+    """Run ``stream`` on a private Redis, SIGKILL that Redis a third of the way in and start it
+    again on the same port (and directory). Returns (worker, its slot ids, the new client)."""
+    store = private_redis(name, args).client()
+    push_stream(store, stream)
+    w = workers(WORDS, {"REDIS_URL": f"redis://127.0.0.1:{PRIVATE_PORT}/0", "TEST_CONTROL_REDIS_URL": REDIS_URL})
+    ids = w.wait_registered(store, FIBERS)
+    wait_until(lambda: progress(r) >= len(stream.ids) // 3, 60, "a third of the stream", w)
+    for server in private_redis.started:
+        server.kill()
+    time.sleep(scaled(0.5, 5.0))
+    return w, ids, private_redis(name, args).client()
+
+
 @pytest.mark.timeout(300 if FULL else 90)
-def test_redis_restarted_empty_mid_stream(r, workers, report, tmp_path):
+def test_redis_restarted_empty_mid_stream(r, workers, report, private_redis):
     """``--save ""``: the restart is empty, so jobs still queued are gone with Redis. Only jobs
     a worker took are ours to account for; the worker must re-register and take new work."""
-    server = start_private(tmp_path, "empty")
-    store = server.client()
-    first = make_stream(scaled(1000, 10000), "e", seed=1, fail_every=0)  # failure entries would vanish too
-    push_stream(store, first)
-    w = workers(WORDS, {"REDIS_URL": f"redis://127.0.0.1:{PORT}/0", "TEST_CONTROL_REDIS_URL": REDIS_URL})
-    ids = w.wait_registered(store, FIBERS)
-    wait_until(lambda: progress(r) >= len(first.ids) // 3, 60, "a third of the stream", w)
-    server.kill()
-    time.sleep(scaled(1.0, 5.0))
-    server = start_private(tmp_path, "empty")
-    store = server.client()
+    first = make_stream(scaled(600, 10000), "e", seed=1, fail_every=0)  # failure entries would vanish too
+    w, ids, store = restart_mid_stream(r, workers, private_redis, "empty", first)
     wait_until(lambda: registered_again(store, ids), 15, "every slot to re-register", w)
     second = make_stream(scaled(300, 3000), "f", seed=2)
     push_stream(store, second)
@@ -95,21 +92,12 @@ def test_redis_restarted_empty_mid_stream(r, workers, report, tmp_path):
 
 
 @pytest.mark.timeout(300 if FULL else 90)
-def test_redis_restarted_with_its_data_mid_stream(r, workers, report, tmp_path):
+def test_redis_restarted_with_its_data_mid_stream(r, workers, report, private_redis):
     """AOF with fsync always, SIGKILL, restart on the same port and dir: nothing may be lost
     and the stats must count every job exactly once."""
-    aof = ["--appendonly", "yes", "--appendfsync", "always"]
-    server = start_private(tmp_path, "aof", aof)
-    store = server.client()
-    stream = make_stream(scaled(1000, 10000), "a", seed=3)
-    push_stream(store, stream)
-    w = workers(WORDS, {"REDIS_URL": f"redis://127.0.0.1:{PORT}/0", "TEST_CONTROL_REDIS_URL": REDIS_URL})
-    ids = w.wait_registered(store, FIBERS)
-    wait_until(lambda: progress(r) >= len(stream.ids) // 3, 60, "a third of the stream", w)
-    server.kill()
-    time.sleep(scaled(1.0, 5.0))
-    server = start_private(tmp_path, "aof", aof)
-    store = server.client()
+    stream = make_stream(scaled(600, 10000), "a", seed=3)
+    w, ids, store = restart_mid_stream(r, workers, private_redis, "aof", stream,
+                                       ["--appendonly", "yes", "--appendfsync", "always"])
     wait_until(all_settled(r, store, stream), 180, "the whole stream", w)
     assert registered_again(store, ids)
     quit_worker(w)
@@ -126,7 +114,7 @@ def through_proxy(r, workers, report, name: str, fault, seconds: float) -> None:
     the fault a third of the way in and returns the call that ends it ``seconds`` later."""
     proxy = Proxy(REDIS_PORT)
     try:
-        stream = make_stream(scaled(1000, 10000), name[:1], seed=4)
+        stream = make_stream(scaled(600, 10000), name[:1], seed=4)
         push_stream(r, stream)
         url = f"redis://127.0.0.1:{proxy.port}/{REDIS_DB}"
         w = workers(WORDS, {"REDIS_URL": url, "TEST_CONTROL_REDIS_URL": REDIS_URL})
@@ -155,7 +143,7 @@ def test_redis_traffic_stalled_mid_stream(r, workers, report):
     def stall(proxy: Proxy):
         proxy.pause()
         return proxy.resume
-    through_proxy(r, workers, report, "Redis traffic stalled", stall, scaled(2.0, 8.0))
+    through_proxy(r, workers, report, "Redis traffic stalled", stall, scaled(1.5, 8.0))
 
 
 @pytest.mark.timeout(300 if FULL else 90)
@@ -163,4 +151,4 @@ def test_redis_unreachable_mid_stream(r, workers, report):
     def cut(proxy: Proxy):
         proxy.cut()
         return proxy.restore
-    through_proxy(r, workers, report, "Redis unreachable", cut, scaled(2.0, 30.0))
+    through_proxy(r, workers, report, "Redis unreachable", cut, scaled(1.5, 30.0))
