@@ -339,6 +339,14 @@ def test_pool_reads_resque_pool_yml_for_its_environment_and_hup_reloads_it(r, st
     pool.signal(signal.SIGHUP)
     wait_for(lambda: len(registered(r)) == 1, what="one process left")
     assert list(registered(r)) == [old_critical[0]]  # the newest surplus process went first
+
+    write_config(config, "critical: 0\n")  # nothing to run: the pool waits for the next HUP
+    pool.signal(signal.SIGHUP)
+    wait_for(lambda: not registered(r) and not pool.children(), what="every process stopped")
+    assert pool.proc.poll() is None
+    write_config(config, "low: 1\n")
+    pool.signal(signal.SIGHUP)
+    wait_for(lambda: [ids[0].split(":")[2] for ids in registered(r).values()] == ["low"], what="low")
     pool.signal(signal.SIGTERM)
     assert pool.wait() == 0 and registered(r) == {}
 

@@ -109,9 +109,9 @@ def test_redis_restarted_with_its_data_mid_stream(r, workers, report, private_re
     assert_exact_stats(store, ledger, stream)
 
 
-def through_proxy(r, workers, report, name: str, fault, seconds: float) -> None:
-    """Run a stream with the worker's Redis traffic through a proxy; ``fault(proxy)`` starts
-    the fault a third of the way in and returns the call that ends it ``seconds`` later."""
+def through_proxy(r, workers, report, name: str, begin: str, end: str, seconds: float) -> None:
+    """Run a stream with the worker's Redis traffic through a proxy; a third of the way in,
+    call ``proxy.<begin>()`` (pause or cut), and ``proxy.<end>()`` ``seconds`` later."""
     proxy = Proxy(REDIS_PORT)
     try:
         stream = make_stream(scaled(600, 10000), name[:1], seed=4)
@@ -120,12 +120,12 @@ def through_proxy(r, workers, report, name: str, fault, seconds: float) -> None:
         w = workers(WORDS, {"REDIS_URL": url, "TEST_CONTROL_REDIS_URL": REDIS_URL})
         w.wait_registered(r, FIBERS)
         wait_until(lambda: progress(r) >= len(stream.ids) // 3, 60, "a third of the stream", w)
-        end = fault(proxy)
+        getattr(proxy, begin)()
         during = progress(r)
         time.sleep(seconds)
         assert w.proc.poll() is None, "the worker died during the outage"
         stuck = progress(r) - during  # jobs start only after a round trip to Redis
-        end()
+        getattr(proxy, end)()
         wait_until(all_settled(r, r, stream), 180, "the whole stream", w)
         quit_worker(w)
     finally:
@@ -140,15 +140,9 @@ def through_proxy(r, workers, report, name: str, fault, seconds: float) -> None:
 
 @pytest.mark.timeout(300 if FULL else 90)
 def test_redis_traffic_stalled_mid_stream(r, workers, report):
-    def stall(proxy: Proxy):
-        proxy.pause()
-        return proxy.resume
-    through_proxy(r, workers, report, "Redis traffic stalled", stall, scaled(1.5, 8.0))
+    through_proxy(r, workers, report, "Redis traffic stalled", "pause", "resume", scaled(1.5, 8.0))
 
 
 @pytest.mark.timeout(300 if FULL else 90)
 def test_redis_unreachable_mid_stream(r, workers, report):
-    def cut(proxy: Proxy):
-        proxy.cut()
-        return proxy.restore
-    through_proxy(r, workers, report, "Redis unreachable", cut, scaled(1.5, 30.0))
+    through_proxy(r, workers, report, "Redis unreachable", "cut", "restore", scaled(1.5, 30.0))

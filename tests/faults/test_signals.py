@@ -18,7 +18,7 @@ from tests.faults.harness import (FULL, assert_clean_exit, make_stream, push_str
 
 FIBERS = 20
 TERM_TIMEOUT = 1.0
-LONG = FIBERS // 2  # the stream's first jobs are long, so they are in flight when the signal lands
+LONG = FIBERS // 2  # long jobs just before the signal point, so they are in flight when it lands
 
 
 @pytest.mark.timeout(300 if FULL else 60)
@@ -27,14 +27,16 @@ LONG = FIBERS // 2  # the stream's first jobs are long, so they are in flight wh
 def test_signal_under_load(r, workers, report, signals):
     quit_ = signals == ["SIGQUIT"]
     long_seconds = 1.5 if quit_ else 60.0  # QUIT waits for them; TERM must cut them short
-    stream = make_stream(scaled(400, 10000), "s", seed=5,
-                         seconds=lambda i, rng: long_seconds if i < LONG else round(rng.uniform(0.002, 0.03), 4))
-    long_ids = set(stream.ids[:LONG])
+    n = scaled(400, 10000)
+    signal_at = n // 4  # jobs started when the signal is sent
+    stream = make_stream(n, "s", seed=5, seconds=lambda i, rng: long_seconds if signal_at - LONG <= i < signal_at
+                         else round(rng.uniform(0.002, 0.03), 4))
+    long_ids = set(stream.ids[signal_at - LONG:signal_at]) - stream.deliberate
     push_stream(r, stream)
     words = ["QUEUE=faults", f"FIBERS={FIBERS}", f"RESQUE_TERM_TIMEOUT={TERM_TIMEOUT}"]
     w = workers(words)
     w.wait_registered(r, FIBERS)
-    wait_until(lambda: r.scard("test:faults:started") >= len(stream.ids) // 4, 60, "a quarter of the stream", w)
+    wait_until(lambda: r.scard("test:faults:started") >= signal_at, 60, "a quarter of the stream", w)
     sent = time.time()
     for n, name in enumerate(signals):
         if n:
