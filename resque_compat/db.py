@@ -232,6 +232,12 @@ class _Pool:
             raise
         try:
             raw = self._raw(lease)
+            if not raw.open:
+                # DBUtils hands out the connection even when its ping's reconnect failed; a
+                # reconnect here raises MySQL's own error (2003 Can't connect ...), which tells
+                # the job's failure entry what is wrong instead of InterfaceError (0, '').
+                stats.errors += 1
+                raw.connect()
         except BaseException:
             lease.close()
             self._slots.release()

@@ -257,9 +257,6 @@ def test_mysql_unreachable_or_stalled_fails_jobs_retriably_and_the_pool_heals(r,
         proxy.close()
 
 
-@pytest.mark.xfail(strict=True, reason="resque_compat.db: when PooledDB's ping finds a pooled "
-                   "connection dead and its reconnect fails, it hands the dead connection out and "
-                   "the job fails with InterfaceError (0, '') instead of MySQL's own 2003 error")
 def test_mysql_down_failure_names_the_server_even_after_the_pool_had_connections():
     params = db.parse_url(MYSQL_URL)
     proxy = Proxy(params["port"], params["host"])

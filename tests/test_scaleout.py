@@ -133,12 +133,19 @@ def start_sentinel_group(redis_servers):
 
     def settled():
         for s in sentinels:
-            state = s.client().sentinel_master(SERVICE)
-            if state["num-other-sentinels"] < 2 or state["num-slaves"] < 1:
+            # The raw command: redis-py 6.4's sentinel_master() breaks on a plain client
+            # (its reply parser rejects return_responses); the reply is field, value, ...
+            flat = s.client().execute_command("SENTINEL", "MASTER", SERVICE)
+            state = {_text(k): _text(v) for k, v in zip(flat[0::2], flat[1::2])}
+            if int(state["num-other-sentinels"]) < 2 or int(state["num-slaves"]) < 1:
                 return False
         return True
     wait_for(settled, timeout=20, what="the Sentinels to discover each other and the replica")
     return master, replica, sentinels
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def test_sentinel_failover_mid_stream_loses_no_job(r, redis_servers, start_worker):
@@ -189,7 +196,7 @@ def test_sentinel_failover_mid_stream_loses_no_job(r, redis_servers, start_worke
     ids = new_master.smembers("resque:workers")
     assert len(ids) == 4 and all(new_master.get(f"resque:worker:{i}") is None for i in ids)
     # A failover really happened: every Sentinel names the former replica.
-    assert {int(s.client().sentinel_get_master_addr_by_name(SERVICE)[1]) for s in sentinels} == {replica.port}
+    assert {int(s.client().execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)[1]) for s in sentinels} == {replica.port}
     reruns = {k: int(v) for k, v in r.hgetall("test:faults:runs").items() if int(v) > 1}
     worker.signal(signal.SIGQUIT)
     assert worker.wait() == 0
