@@ -201,3 +201,17 @@ def test_rails_environment_as_resque_info_reports_it():
     assert rails_environment({}) == "development"
     assert rails_environment({"RACK_ENV": "staging"}) == "staging"
     assert rails_environment({"RAILS_ENV": "production", "RACK_ENV": "staging"}) == "production"
+
+
+def test_readme_lists_every_setting_a_user_can_give():
+    """README.rst promises every setting; a new row in the table must reach it."""
+    import os
+
+    from resque_compat.settings import SETTINGS
+
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.rst"),
+              encoding="utf-8") as fh:
+        readme = fh.read()
+    missing = [s.env for s in SETTINGS if getattr(s, "command", "work") != "internal"
+               and f"``{s.env}``" not in readme]
+    assert not missing, f"README.rst does not list: {missing}"
