@@ -21,7 +21,7 @@ import redis
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.run import free_port, machine, start_redis  # noqa: E402
+from bench.run import machine, start_redis  # noqa: E402
 
 JOBS_FILE = os.path.join(ROOT, "bench", "soak_jobs.py")
 

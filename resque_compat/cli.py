@@ -10,7 +10,7 @@ import importlib.util
 import json
 import os
 import sys
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, NoReturn, Optional, Sequence
 
 import click
 
@@ -37,7 +37,7 @@ class Context:
         return Settings.load(words, {**self.options, **options})
 
 
-def fail(message: str, code: int = 2) -> "NoReturn":  # type: ignore[name-defined]
+def fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"resque-py: {message}", err=True)
     sys.exit(code)
 

@@ -327,7 +327,7 @@ def configure(url: Optional[str], size: int = DEFAULT_SIZE, timeout: float = DEF
     ``url=None`` means no database: a job asking for a connection gets a ConfigurationError.
     Calling it again closes the previous pool (connections in use close when given back).
     """
-    global _config, _pool, _stats
+    global _config, _stats
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ConfigurationError(f"DB_POOL must be a whole number of at least 1, e.g. DB_POOL=20 (got {size!r})")
     if not timeout > 0:

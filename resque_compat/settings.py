@@ -13,7 +13,7 @@ Sources, highest first (Ruby's names, WIRE §6.2, plus our own where Ruby has no
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from .errors import ConfigurationError

@@ -72,6 +72,19 @@ import time  # noqa: E402
 JOBS_FILE = os.path.join(ROOT, "tests", "jobs.py")
 
 
+def wait_for(predicate, timeout=10.0, what="condition", every=0.01):
+    """Poll ``predicate`` until it returns something truthy; for waits across processes, where
+    no event can be awaited. Returns that value; fails the test after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
 class WorkerProcess:
     """A real ``resque-py work`` process on the test DB (``python -m resque_compat``)."""
 

@@ -83,3 +83,21 @@ def normalize(keys: Dict[str, Any], worker_ids: Iterable[str], drop: Iterable[st
     drop = set(drop)
     return {fix(k): {"type": v["type"], "value": walk(v["value"])}
             for k, v in keys.items() if k not in drop}
+
+
+def load_keys(r: redis.Redis, keys: Dict[str, Any]) -> None:
+    """Write a fixture's ``keys`` into Redis with raw commands (the inverse of :func:`dump`)."""
+    for key, entry in keys.items():
+        kind, value = entry["type"], entry["value"]
+        if kind == "string":
+            r.set(key, value)
+        elif kind == "list":
+            r.rpush(key, *value)
+        elif kind == "set":
+            r.sadd(key, *value)
+        elif kind == "hash":
+            r.hset(key, mapping=value)
+        elif kind == "zset":
+            r.zadd(key, {member: float(score) for member, score in value})
+        else:
+            raise AssertionError(f"unexpected type {kind} in fixture")

@@ -17,7 +17,7 @@ from resque_compat.cli import main_group
 from resque_compat.heartbeat import parse_heartbeat
 from tests.keyspace import dump, load_fixture, normalize
 from tests.test_cli import CLI_ENV, run
-from tests.test_client import load_keys
+from tests.keyspace import load_keys
 from tests.test_worker import _title, wait_for
 
 ZONELESS_RETRIED_AT = re.compile(r'"retried_at":"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d"')

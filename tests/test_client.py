@@ -11,26 +11,8 @@ from resque_compat import Resque, registry
 from resque_compat.errors import EncodeError, JobNotRegistered, NoClassError, NoQueueError
 from resque_compat.registry import job
 from tests.conftest import REDIS_DB, REDIS_HOST, REDIS_PORT
-from tests.keyspace import dump, load_fixture
+from tests.keyspace import dump, load_fixture, load_keys
 from tests.test_codec import FIXTURE_01_ARGS
-
-
-def load_keys(r, keys):
-    """Write a fixture's ``keys`` into Redis with raw commands (the inverse of keyspace.dump)."""
-    for key, entry in keys.items():
-        kind, value = entry["type"], entry["value"]
-        if kind == "string":
-            r.set(key, value)
-        elif kind == "list":
-            r.rpush(key, *value)
-        elif kind == "set":
-            r.sadd(key, *value)
-        elif kind == "hash":
-            r.hset(key, mapping=value)
-        elif kind == "zset":
-            r.zadd(key, {member: float(score) for member, score in value})
-        else:
-            raise AssertionError(f"unexpected type {kind} in fixture")
 
 
 def load_fixture_into(r, name):

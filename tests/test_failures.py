@@ -23,7 +23,7 @@ from resque_compat.keys import Keys
 from resque_compat.store import Store
 from tests.conftest import REDIS_URL
 from tests.keyspace import dump, load_fixture, normalize
-from tests.test_client import load_keys
+from tests.keyspace import load_keys
 
 FAIL_JOB_ERROR = "Bööm – ünïcödé failure ✗ \"quoted\" 日本語 😀"
 BACKTRACE = re.compile(r'"backtrace":\[(?:"(?:[^"\\]|\\.)*",?)*\]')

@@ -13,7 +13,7 @@ from resque_compat import Resque, hooks, records, registry
 from resque_compat.errors import DontPerform, RegistryError
 from resque_compat.hooks import FailureHookError
 from resque_compat.registry import job
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
 
 HOOK_JOBS = f"{ROOT}/tests/hook_jobs.py"
 
@@ -373,16 +373,6 @@ def proctitle(pid):
         return fh.read().replace(b"\0", b" ").decode().strip()
 
 
-def wait_for(predicate, what, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_worker_hooks_fire_at_start_idle_pause_resume_and_shutdown(r, start_worker):
     w = start_worker("QUEUE=hooks", "FIBERS=2", "INTERVAL=0.1", require=HOOK_JOBS)
     w.wait_registered(r, count=2)
@@ -390,22 +380,22 @@ def test_worker_hooks_fire_at_start_idle_pause_resume_and_shutdown(r, start_work
     assert all_events() == ["on_start registered=False slots=2"]
 
     push(r, hooked(3), hooked(2))  # run side by side: 0.3 s and 0.2 s
-    wait_for(lambda: any(e.startswith("queue_empty") for e in all_events()), "queue_empty")
+    wait_for(lambda: any(e.startswith("queue_empty") for e in all_events()), what="queue_empty")
     seen = all_events()
     assert [e for e in seen if e.startswith(("around exit", "queue_empty"))] == [
         "around exit 2", "around exit 3", "queue_empty registered=True slots=2"]  # idle only after both
 
     w.signal(signal.SIGUSR2)
-    wait_for(lambda: proctitle(w.pid) == "resque-3.0.0: Paused", "the Paused title")
+    wait_for(lambda: proctitle(w.pid) == "resque-3.0.0: Paused", what="the Paused title")
     assert all_events()[-1] == "before_pause registered=True slots=2"
     push(r, hooked(1))
     time.sleep(0.3)  # an absence cannot be awaited: 15 idle polls' worth, and the job must still wait
     assert r.llen("resque:queue:hooks") == 1
     w.signal(signal.SIGCONT)
-    wait_for(lambda: "after_perform 1" in all_events(), "the job after CONT")
+    wait_for(lambda: "after_perform 1" in all_events(), what="the job after CONT")
     assert "after_pause registered=True slots=2" in all_events()
 
-    wait_for(lambda: all_events().count("queue_empty registered=True slots=2") == 2, "second queue_empty")
+    wait_for(lambda: all_events().count("queue_empty registered=True slots=2") == 2, what="second queue_empty")
     w.signal(signal.SIGQUIT)
     assert w.wait() == 0, w.output
     assert all_events()[-1] == "on_shutdown registered=True slots=2"

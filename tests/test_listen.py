@@ -29,7 +29,7 @@ from resque_compat.listen.synth import (BLOCK, FAILURE_HZ, SAMPLE_RATE as SR, SC
                                         queue_voice, render_events, to_pcm16)
 from resque_compat.listen.wav import streaming_header
 from tests.conftest import REDIS_DB, REDIS_HOST, REDIS_PORT, REDIS_URL, ROOT
-from tests.keyspace import load_fixture
+from tests.keyspace import load_fixture, load_keys
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -341,29 +341,16 @@ def test_poller_reports_real_worker_traffic(r, start_worker):
     assert [e for e in seen if e.kind == BUSY][-1].n == 0
 
 
-def _load(r, fixture_keys):
-    for key, item in fixture_keys.items():
-        kind, value = item["type"], item["value"]
-        if kind == "string":
-            r.set(key, value)
-        elif kind == "list":
-            r.rpush(key, *value)
-        elif kind == "set":
-            r.sadd(key, *value)
-        elif kind == "hash":
-            r.hset(key, mapping=value)
-
-
 def test_poller_reads_what_ruby_resque_writes(r):
     """Ruby's own keyspaces: a registered worker (04 without its results), then 04's results
     (stat keys and the failure entry, verbatim), then a busy worker (03)."""
     fx = load_fixture("04_processed.json")
     results = {k: v for k, v in fx["keys"].items() if ":stat:" in k or k.endswith(":failed")}
-    _load(r, {k: v for k, v in fx["keys"].items() if k not in results})
+    load_keys(r, {k: v for k, v in fx["keys"].items() if k not in results})
     poller = Poller(redis.Redis.from_url(REDIS_URL), Keys(fx["namespace"]))
     primed = poller.poll(1.0) + poller.poll(2.0)
     assert [(e.kind, e.queues) for e in primed] == [(DEPTH, {"critical": 0})]
-    _load(r, results)
+    load_keys(r, results)
     events = poller.poll(3.0)
     assert [(e.kind, e.queue, e.n, e.exception) for e in events if e.kind in (JOB, FAILURE)] == [
         (JOB, "critical", 4, ""), (FAILURE, "critical", 1, "RuntimeError")]
@@ -371,7 +358,7 @@ def test_poller_reads_what_ruby_resque_writes(r):
     r.flushdb()
     busy = load_fixture("03_worker_busy.json")
     poller = Poller(redis.Redis.from_url(REDIS_URL), Keys(busy["namespace"]))
-    _load(r, busy["keys"])
+    load_keys(r, busy["keys"])
     events = poller.poll(1.0) + poller.poll(2.0)
     assert [(e.kind, e.n) for e in events if e.kind == BUSY] == [(BUSY, 1)]
 
@@ -381,7 +368,7 @@ def test_poller_counts_failures_without_entries_and_survives_resets(r):
     only stat:failed tells; a FLUSHDB between polls must not produce negative or bogus events."""
     poller = Poller(redis.Redis.from_url(REDIS_URL), Keys())
     poller.poll(1.0)
-    _load(r, load_fixture("10_failed_multi_queue.json")["keys"])
+    load_keys(r, load_fixture("10_failed_multi_queue.json")["keys"])
     events = poller.poll(2.0)
     assert sum(e.n for e in events if e.kind == FAILURE) == 2
     assert sum(e.n for e in events if e.kind == JOB) == 2

@@ -19,7 +19,7 @@ from resque_compat.heartbeat import parse_heartbeat, prune_dead_workers, resque_
 from resque_compat.keys import Keys
 from resque_compat.queues import QueueList
 from resque_compat.store import Store, connect
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, wait_for
 from tests.keyspace import dump, load_fixture, normalize
 
 HOST = socket.gethostname()
@@ -35,18 +35,6 @@ TITLE_WEB = "resque-1.27.4 resque-web"
 
 
 # -- helpers shared with test_heartbeat.py ------------------------------------------------------
-
-def wait_for(predicate, timeout=10.0, what="condition", every=0.01):
-    """Poll ``predicate`` until it returns something truthy (cross-process waits only)."""
-    deadline = time.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
-
 
 def ps_command(pid):
     """``ps -o command= -p <pid>``: the argv line Ruby's pruner greps ('' if gone)."""

@@ -22,7 +22,7 @@ from resque_compat.errors import NoQueueError
 from resque_compat.keys import Keys
 from resque_compat.scheduler import Delayed, Scheduler
 from tests import delayed_jobs  # noqa: F401  registers DelayedJob (queue critical) here too
-from tests.conftest import REDIS_URL, ROOT
+from tests.conftest import REDIS_URL, ROOT, wait_for
 from tests.keyspace import dump, load_fixture
 
 JOBS = os.path.join(ROOT, "tests", "delayed_jobs.py")
@@ -40,16 +40,6 @@ def resque(r):
 
 def at(clock: float):
     return lambda: clock
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class SchedulerProcess:

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.conftest import wait_for
 from tests.keyspace import dump, load_fixture, normalize
 
 HOST = socket.gethostname()
@@ -23,16 +24,6 @@ def push(r, queue, payload):
 
 def job(cls, *args):
     return json.dumps({"class": cls, "args": list(args)}, separators=(",", ":"), ensure_ascii=False)
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def fixture_keys(name, drop=()):

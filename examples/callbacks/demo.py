@@ -22,7 +22,6 @@ import time
 from typing import List
 
 import pymysql
-import redis
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
