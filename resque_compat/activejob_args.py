@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from . import codec
 from .errors import EncodeError, PayloadError
 
 SERIALIZED = "_aj_serialized"
@@ -204,10 +205,7 @@ def ruby_iso8601(value: dt.datetime) -> str:
     # Ruby writes Z only for a UTC Time; a local Time in a UTC zone still gets +00:00.
     if not local and offset == dt.timedelta(0) and value.tzname() in ("UTC", "Z"):
         return base + "Z"
-    total = int(offset.total_seconds())
-    sign = "-" if total < 0 else "+"
-    hours, minutes = divmod(abs(total) // 60, 60)
-    return f"{base}{sign}{hours:02d}:{minutes:02d}"
+    return base + codec.utc_offset(int(offset.total_seconds()), colon=True)
 
 
 def ruby_decimal(value: Decimal) -> str:

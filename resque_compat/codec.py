@@ -162,11 +162,15 @@ def _local(epoch: float) -> time.struct_time:
     return time.localtime(int(epoch))
 
 
-def _offset(tm: time.struct_time, colon: bool) -> str:
-    offset = tm.tm_gmtoff or 0
-    sign = "-" if offset < 0 else "+"
-    hours, minutes = divmod(abs(offset) // 60, 60)
+def utc_offset(seconds: int, colon: bool) -> str:
+    """A UTC offset as Ruby prints it: ``+0530`` (``Time#to_s``) or ``+05:30`` (``iso8601``)."""
+    sign = "-" if seconds < 0 else "+"
+    hours, minutes = divmod(abs(int(seconds)) // 60, 60)
     return f"{sign}{hours:02d}{':' if colon else ''}{minutes:02d}"
+
+
+def _offset(tm: time.struct_time, colon: bool) -> str:
+    return utc_offset(tm.tm_gmtoff or 0, colon)
 
 
 def time_to_s(epoch: float) -> str:
@@ -211,7 +215,4 @@ def ruby_time_to_s(value: _dt.datetime) -> str:
     base = value.strftime("%Y-%m-%d %H:%M:%S")
     if not local and offset == _dt.timedelta(0) and value.tzname() in ("UTC", "Z"):
         return base + " UTC"
-    total = int(offset.total_seconds())
-    sign = "-" if total < 0 else "+"
-    hours, minutes = divmod(abs(total) // 60, 60)
-    return f"{base} {sign}{hours:02d}{minutes:02d}"
+    return f"{base} {utc_offset(int(offset.total_seconds()), colon=False)}"
