@@ -3,6 +3,7 @@ compared with what Ruby Resque 3.0 wrote in the same scenarios (fixtures 02-07, 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import statistics
@@ -334,3 +335,37 @@ def test_startup_errors_are_one_clear_line(r, python):
 def _root():
     import os
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_pidfile_and_log_levels(r, start_worker, tmp_path):
+    """PIDFILE is written while running and removed at exit; quiet by default (start/stop only),
+    one line per job with VERBOSE, Ruby's very-verbose format with VVERBOSE, JSON on request."""
+    pidfile = tmp_path / "worker.pid"
+    push(r, "critical", job("OkJob", 1))
+    w = start_worker("QUEUE=critical", f"PIDFILE={pidfile}")
+    w.wait_registered(r)
+    assert pidfile.read_text().strip() == str(w.pid)
+    assert r.blpop(["test:ran"], timeout=10)
+    w.signal(signal.SIGQUIT)
+    assert w.wait() == 0
+    assert not pidfile.exists()
+    assert "Starting 1 worker(s)" in w.output and "Exiting" in w.output
+    assert "OkJob" not in w.output  # no per-job lines unless VERBOSE
+
+    def run(*words):
+        push(r, "critical", job("OkJob", 2))
+        push(r, "critical", job("FailJob"))
+        proc = start_worker("QUEUE=critical", "INTERVAL=0", *words)
+        assert proc.wait() == 0
+        return proc.output.strip().splitlines()
+
+    verbose = run("VERBOSE=1")
+    assert "*** done: (critical) OkJob" in verbose
+    assert any(line.startswith("*** failed: (critical) FailJob: RuntimeError") for line in verbose)
+    very = run("VVERBOSE=1")
+    assert any(re.match(r"\*\* \[\d\d:\d\d:\d\d \d{4}-\d\d-\d\d\] \d+: done: \(critical\) OkJob", line)
+               for line in very), very
+    entries = [json.loads(line) for line in run("VERBOSE=1", "LOG_FORMAT=json")]
+    done = [e for e in entries if e["message"] == "done: (critical) OkJob"]
+    assert done and done[0]["queue"] == "critical" and done[0]["job_class"] == "OkJob"
+    assert {"time", "level", "pid", "message"} <= set(done[0])
