@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test test-fast faults demo bench services clean
+.PHONY: venv test faults demo bench soak services clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,10 @@ demo: venv services
 
 bench: venv services
 	$(PY) bench/run.py
+
+# An hour of QUEUE=* FIBERS=100 under a steady stream, printing RSS every 10 s (issue 3).
+soak: venv services
+	$(PY) bench/soak.py --minutes 60 --rate 300
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
