@@ -30,6 +30,8 @@ demo: venv services
 
 bench: venv services
 	$(PY) bench/run.py
+	$(PY) bench/http_cpu.py
+	$(PY) bench/listen_render.py
 
 # An hour of QUEUE=* FIBERS=100 under a steady stream, printing RSS every 10 s (issue 3).
 soak: venv services
