@@ -135,8 +135,8 @@ class Runner:
                 self.metrics.stop()  # after unregistering: /healthz says "shutting down" to the end
             self._remove_pidfile()
         every = self.workers + self.retired
-        log.info("Exiting (processed %d job(s), %d failed)", sum(w.processed for w in every),
-                 sum(w.failed for w in every))
+        log.info("Exiting (processed %d job(s), %d failed, in %d reserve round trip(s))",
+                 sum(w.processed for w in every), sum(w.failed for w in every), self.fetcher.round_trips)
         return self.exit_code
 
     def startup(self) -> None:
