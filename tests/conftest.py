@@ -49,6 +49,16 @@ def redis_url(r) -> str:
 
 
 @pytest.fixture
+def resque(r):
+    """A Resque client on the test DB (namespace ``resque``), disconnected after the test."""
+    from resque_compat import Resque
+
+    client = Resque.from_url(REDIS_URL)
+    yield client
+    client.redis.connection_pool.disconnect()
+
+
+@pytest.fixture
 def namespace() -> str:
     return "resque"
 

@@ -179,13 +179,6 @@ def test_job_data_bytes_equal_fixture_08_for_the_same_arguments(index):
 
 
 @pytest.fixture
-def resque(redis_url):
-    instance = Resque.from_url(redis_url)
-    yield instance
-    instance.redis.connection_pool.disconnect()
-
-
-@pytest.fixture
 def utc_rails():
     activejob.configure(locale="en", timezone="UTC")
     yield

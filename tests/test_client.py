@@ -22,13 +22,6 @@ def load_fixture_into(r, name):
 
 
 @pytest.fixture
-def resque(redis_url):
-    client = Resque.from_url(redis_url)
-    yield client
-    client.redis.connection_pool.disconnect()
-
-
-@pytest.fixture
 def registered():
     """Register job doubles for one test; forget only what this test registered."""
     mine = []

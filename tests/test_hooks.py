@@ -261,13 +261,6 @@ def test_misuse_is_reported_clearly(register):
 
 # -- enqueue / dequeue vetoes on the real Redis ----------------------------------------------------
 
-@pytest.fixture
-def resque(redis_url):
-    instance = Resque.from_url(redis_url)
-    yield instance
-    instance.redis.connection_pool.disconnect()
-
-
 def test_before_enqueue_false_vetoes_after_every_before_hook_ran(r, resque, register, events):
     class Mailer:
         @staticmethod

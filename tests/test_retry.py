@@ -15,7 +15,7 @@ from resque_compat.registry import JobSpec
 from resque_compat.retry import RetryPolicy, retry_key, ruby_inspect, ruby_join
 from tests import delayed_jobs  # noqa: F401  the same @job registrations the workers load
 from tests.conftest import ROOT
-from tests.test_scheduler import K, resque, start_scheduler, wait_for  # noqa: F401  (fixtures)
+from tests.test_scheduler import K, start_scheduler, wait_for  # noqa: F401  (fixtures)
 
 JOBS = os.path.join(ROOT, "tests", "delayed_jobs.py")
 

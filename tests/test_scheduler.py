@@ -31,13 +31,6 @@ K = Keys()
 LOCK = K.scheduler_master_lock()
 
 
-@pytest.fixture
-def resque(r):
-    client = Resque.from_url(REDIS_URL)
-    yield client
-    client.redis.close()
-
-
 def at(clock: float):
     return lambda: clock
 
