@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 
-from resque_compat import Resque, activejob, client, codec
+from resque_compat import activejob, client, codec
 from resque_compat.activejob import JOB_WRAPPER, GlobalID, Range, Symbol
 from resque_compat.activejob_args import (DESERIALIZERS, deserialize, deserialize_arguments, serialize,
                                           serialize_arguments)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from resque_compat import Resque, hooks, records, registry
+from resque_compat import hooks, records, registry
 from resque_compat.errors import DontPerform, RegistryError
 from resque_compat.hooks import FailureHookError
 from resque_compat.registry import job

@@ -16,7 +16,6 @@ import time
 import pytest
 
 from resque_compat import activejob, codec
-from resque_compat.client import Resque
 from resque_compat.delayed import DelayedQueue, UnreleasableItem, released_job
 from resque_compat.errors import NoQueueError
 from resque_compat.keys import Keys
