@@ -293,11 +293,10 @@ class Fetcher:
         ids = [e.done.worker_id for e in lost.endings] + [wid for wid, _ in lost.asking]
         current: Dict[str, Optional[bytes]] = dict(zip(ids, self.store.worker_jobs(ids)))
         self._uncertain = None
-        ran: Optional[bool] = None
-        for ending in lost.endings:
-            ran = current[ending.done.worker_id] != ending.record
-            break
-        if ran is None:
+        if lost.endings:  # a finished slot's old record is still there only if it did not run
+            first = lost.endings[0]
+            ran = current[first.done.worker_id] != first.record
+        else:  # nothing ended: it ran only if it reserved something
             ran = any(current[wid] for wid, _ in lost.asking)
         if not ran:
             self._endings = lost.endings + self._endings

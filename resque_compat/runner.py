@@ -206,7 +206,7 @@ class Runner:
         self.ids = [w.id for w in self.workers]
         try:
             beat_at = codec.iso8601_local(self.store.server_time())
-            self.store.register_new_workers([w.id for w in new], beat_at, self._started_text())
+            self.store.register_workers([w.id for w in new], self._started_text(), beat=beat_at)
         finally:  # if Redis failed us, the heartbeat re-registers them once it is back
             self.heartbeat.replace_ids(self.ids)
             for w in new:

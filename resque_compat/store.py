@@ -203,19 +203,15 @@ class Store:
             server_time=secs + micros / 1e6,
         )
 
-    def register_workers(self, ids: Sequence[str], started: str) -> None:
-        """``register_worker`` for each slot: SADD workers + SET worker:<id>:started (§6.7)."""
-        pipe = self.redis.pipeline(transaction=False)
-        for wid in ids:
-            pipe.sadd(self.keys.workers, wid)
-            pipe.set(self.keys.worker_started(wid), started)
-        pipe.execute()
+    def register_workers(self, ids: Sequence[str], started: str, beat: Optional[str] = None) -> None:
+        """``register_worker`` for each slot: SADD workers + SET worker:<id>:started (§6.7).
 
-    def register_new_workers(self, ids: Sequence[str], beat: str, started: str) -> None:
-        """Ruby's start-up pair for slots added while running (autoscaling): ``heartbeat!``
-        then ``register_worker``, in one MULTI so no reader sees one without the other."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.keys.heartbeats, mapping={wid: beat for wid in ids})
+        With ``beat`` (slots added while running, by autoscaling), Ruby's ``heartbeat!`` comes
+        first, in one MULTI, so no reader sees a registered slot without its heartbeat.
+        """
+        pipe = self.redis.pipeline(transaction=beat is not None)
+        if beat is not None:
+            pipe.hset(self.keys.heartbeats, mapping={wid: beat for wid in ids})
         for wid in ids:
             pipe.sadd(self.keys.workers, wid)
             pipe.set(self.keys.worker_started(wid), started)
