@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 import click
 
 from .cli import Context, _client, fail, main_group
-from .errors import ConfigurationError, DirtyExit, ResqueError
+from .errors import ConfigurationError, ResqueError
 from .failures import BACKENDS, Failure, FailureLookupError, Failures
 from .records import ParsedWorkerId
 from .settings import connection_settings
@@ -167,19 +167,15 @@ def remove_worker(obj: Context, worker_id: str) -> None:
     A job it still held is recorded as a Resque::DirtyExit failure ("Job still being
     processed"), then its registration, started time, heartbeat and stats are deleted.
     """
-    from .heartbeat import dirty_exit_entry, held_job
+    from .heartbeat import unregister_workers
     from .store import Store
 
     resque = _client(obj)
     store = Store(resque.redis, resque.keys, _backend(obj, None))
     if not store.registered([worker_id])[0]:
         fail(f"no worker {worker_id!r} is registered; `resque-py workers` lists the ids")
-    [raw] = store.worker_jobs([worker_id])
-    record = held_job(raw)
-    entries = [] if record is None else [
-        dirty_exit_entry(record, DirtyExit("Job still being processed"), worker_id, time.time())]
-    store.unregister_workers([worker_id], entries,
-                             failure_queues=[record.get("queue")] if record else [])
+    held = unregister_workers(store, [worker_id], time.time)
+    record = held[0] if held else None
     click.echo(f"removed worker {worker_id}")
     if record is not None:
         click.echo(f"its job {job_class(record.get('payload')) or 'No Name'} was recorded as a "

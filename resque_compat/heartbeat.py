@@ -279,6 +279,21 @@ def prune_dead_workers(
     return victims
 
 
+def unregister_workers(store: Store, ids: Sequence[str], now: Callable[[], float]) -> List[dict]:
+    """Ruby's ``unregister_worker`` for live ids (shutdown, ``remove-worker``): a
+    ``Resque::DirtyExit "Job still being processed"`` entry for each job still held, then the
+    six-key unregister, in one MULTI. Returns the held job records."""
+    entries, queues, held = [], [], []
+    for wid, raw in zip(ids, store.worker_jobs(ids)):
+        record = held_job(raw)
+        if record is not None:
+            held.append(record)
+            entries.append(dirty_exit_entry(record, DirtyExit("Job still being processed"), wid, now()))
+            queues.append(record.get("queue"))
+    store.unregister_workers(ids, entries, failure_queues=queues)
+    return held
+
+
 def held_job(raw: Optional[bytes]) -> Optional[dict]:
     if not raw:
         return None

@@ -22,10 +22,10 @@ from . import client, codec, db, http, hooks, metrics, records
 from . import activejob  # noqa: F401  registers ActiveJob's JobWrapper (WIRE §2.6)
 from . import retry  # noqa: F401  adds the resque-retry plugin for @job(retry_limit=...) (WIRE §7.2)
 from .autoscale import Autoscaler, db_headroom
-from .errors import ConfigurationError, DirtyExit, TermException
+from .errors import ConfigurationError, TermException
 from .failures import notifier_for
 from .fetcher import Fetcher
-from .heartbeat import HeartbeatThread, beat, dirty_exit_entry, held_job, prune_dead_workers, store_factory
+from .heartbeat import HeartbeatThread, beat, prune_dead_workers, store_factory, unregister_workers
 from .keys import Keys
 from .queues import QueueList
 from .settings import Settings
@@ -164,15 +164,7 @@ class Runner:
         """Stop the heartbeat, then unregister every slot (DirtyExit for any job still held)."""
         self.heartbeat.stop()
         try:
-            held = self.store.worker_jobs(self.ids)
-            entries, queues = [], []
-            for wid, raw in zip(self.ids, held):
-                record = held_job(raw)
-                if record is not None:
-                    entries.append(dirty_exit_entry(record, DirtyExit("Job still being processed"),
-                                                    wid, self.clock()))
-                    queues.append(record.get("queue"))
-            self.store.unregister_workers(self.ids, entries, failure_queues=queues)
+            unregister_workers(self.store, self.ids, self.clock)
         except Exception:
             log.exception("could not unregister %d worker(s); a Ruby worker's pruning will "
                           "remove them once our heartbeats expire", len(self.ids))
