@@ -162,21 +162,10 @@ def parse_heartbeat(text: str) -> Optional[float]:
         return None
 
 
-def _ruby_split(text: str, sep: str) -> List[str]:
-    """Ruby's ``String#split(sep)``: like Python's, but trailing empty fields are dropped."""
-    parts = text.split(sep)
-    while parts and parts[-1] == "":
-        parts.pop()
-    return parts
-
-
 def _pruner_fields(wid: str) -> Optional[tuple]:
-    """(host, pid, queue set) as Ruby's pruner reads an id with ``split(':')``, fields 1-3 only
-    (WIRE §3.4); None where Ruby itself would crash (fewer than three fields)."""
-    parts = _ruby_split(wid, ":")
-    if len(parts) < 3:
-        return None
-    return parts[0], parts[1], frozenset(_ruby_split(parts[2], ","))
+    """(host, pid, queue set) as Ruby's pruner reads an id (WIRE §3.4); None where Ruby crashes."""
+    parsed = records.ParsedWorkerId.parse(wid)
+    return None if parsed is None else (parsed.host, parsed.pid, frozenset(parsed.queues))
 
 
 def _ruby_to_s(value: object) -> str:

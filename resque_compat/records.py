@@ -58,10 +58,19 @@ class ParsedWorkerId:
 
     @classmethod
     def parse(cls, wid: str) -> Optional["ParsedWorkerId"]:
-        parts = wid.split(":")
-        if len(parts) < 3 or not parts[2]:
+        """None where Ruby itself would crash (fewer than three fields after its split)."""
+        parts = ruby_split(wid, ":")
+        if len(parts) < 3:
             return None
-        return cls(parts[0], parts[1], tuple(parts[2].split(",")))
+        return cls(parts[0], parts[1], tuple(ruby_split(parts[2], ",")))
+
+
+def ruby_split(text: str, sep: str) -> List[str]:
+    """Ruby's ``String#split(sep)``: like Python's, but trailing empty fields are dropped."""
+    parts = text.split(sep)
+    while parts and parts[-1] == "":
+        parts.pop()
+    return parts
 
 
 # -- jobs ---------------------------------------------------------------------------------------
