@@ -38,6 +38,7 @@ import redis
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from bench.scale import merge_outputs, multi_host, run_processes  # noqa: E402
+
 PY = sys.executable
 BENCH_DB = "resque_bench"
 MYSQL = dict(host="127.0.0.1", port=3306, user="root", password="")

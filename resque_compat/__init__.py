@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .version import __version__
+from resque_compat.version import __version__
 
 _LAZY = {
     "Resque": ("resque_compat.client", "Resque"),

@@ -11,7 +11,7 @@ import sys  # noqa: E402
 
 
 def main() -> None:
-    from resque_compat.cli import main as cli_main
+    from resque_compat.cli.main import main as cli_main
 
     sys.exit(cli_main())
 

@@ -25,21 +25,25 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
-import time
-import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional
 
 import gevent
 
-from . import codec, hooks, registry
-from .activejob_args import (GlobalID, Range, Symbol, add_deserializer,  # noqa: F401  (re-exported)
-                             deserialize_arguments, parse_time, serialize_arguments)
-from .errors import JobTimeout, PayloadError
-
-JOB_WRAPPER = "ActiveJob::QueueAdapters::ResqueAdapter::JobWrapper"
-
-_defaults: Dict[str, Optional[str]] = {"locale": "en", "timezone": None}
+from resque_compat import hooks, registry
+from resque_compat.client import default
+from resque_compat.errors import JobTimeout, PayloadError
+from resque_compat.wire.activejob_args import (  # noqa: F401  (re-exported: the public API)
+    JOB_WRAPPER,
+    GlobalID,
+    Range,
+    Symbol,
+    add_deserializer,
+    configure,
+    deserialize_arguments,
+    job_data,
+    parse_time,
+)
 
 
 @dataclass(frozen=True)
@@ -67,21 +71,21 @@ class ActiveJobData:
     job_data: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_job_data(cls, job_data: Mapping[str, Any], kwargs: Mapping[str, Any]) -> "ActiveJobData":
+    def from_job_data(cls, data: Mapping[str, Any], kwargs: Mapping[str, Any]) -> "ActiveJobData":
         return cls(
-            job_class=job_data["job_class"],
-            job_id=job_data.get("job_id"),
-            provider_job_id=job_data.get("provider_job_id"),
-            queue_name=job_data.get("queue_name"),
-            priority=job_data.get("priority"),
-            executions=int(job_data.get("executions") or 0) + 1,
-            exception_executions=dict(job_data.get("exception_executions") or {}),
-            locale=job_data.get("locale"),
-            timezone=job_data.get("timezone"),
-            enqueued_at=_time_or_none(job_data.get("enqueued_at")),
-            scheduled_at=_time_or_none(job_data.get("scheduled_at")),
+            job_class=data["job_class"],
+            job_id=data.get("job_id"),
+            provider_job_id=data.get("provider_job_id"),
+            queue_name=data.get("queue_name"),
+            priority=data.get("priority"),
+            executions=int(data.get("executions") or 0) + 1,
+            exception_executions=dict(data.get("exception_executions") or {}),
+            locale=data.get("locale"),
+            timezone=data.get("timezone"),
+            enqueued_at=_time_or_none(data.get("enqueued_at")),
+            scheduled_at=_time_or_none(data.get("scheduled_at")),
             kwargs=dict(kwargs),
-            job_data=dict(job_data),
+            job_data=dict(data),
         )
 
 
@@ -108,13 +112,13 @@ def perform_job_wrapper(*args: Any) -> Any:
             f"{JOB_WRAPPER} takes one job_data hash (the output of job.serialize), got "
             f"{len(args)} argument(s); this payload was not written by Rails' Resque adapter"
         )
-    job_data = args[0]
-    job_class = job_data.get("job_class")
+    data = args[0]
+    job_class = data.get("job_class")
     if not isinstance(job_class, str) or not job_class:
-        raise PayloadError(f"{JOB_WRAPPER} job_data has no job_class: {sorted(job_data)}")
+        raise PayloadError(f"{JOB_WRAPPER} job_data has no job_class: {sorted(data)}")
     target = registry.lookup(job_class)
-    positional, kwargs = deserialize_arguments(job_data.get("arguments", []))
-    token = _current.set(ActiveJobData.from_job_data(job_data, kwargs))
+    positional, kwargs = deserialize_arguments(data.get("arguments", []))
+    token = _current.set(ActiveJobData.from_job_data(data, kwargs))
     try:
         if not target.timeout:
             return hooks.perform(target, positional, kwargs)
@@ -128,34 +132,6 @@ def perform_job_wrapper(*args: Any) -> Any:
 
 # -- out ---------------------------------------------------------------------------------------
 
-def configure(*, locale: Optional[str] = "en", timezone: Optional[str] = None) -> None:
-    """Set the ``locale`` and ``timezone`` (a Rails zone name such as ``"UTC"``) written into
-    every job enqueued from this process, as Rails takes them from I18n and ``Time.zone``."""
-    _defaults.update(locale=locale, timezone=timezone)
-
-
-def job_data(job_class: str, args: Sequence[Any] = (), kwargs: Optional[Mapping[str, Any]] = None,
-             *, queue: str = "default", job_id: Optional[str] = None,
-             enqueued_at: Optional[str] = None, priority: Optional[int] = None,
-             locale: Optional[str] = None, timezone: Optional[str] = None) -> Dict[str, Any]:
-    """Rails 6.1's ``job.serialize``, field for field and in its order. ``job_id`` defaults to
-    a new UUID, ``enqueued_at`` to now, ``locale``/``timezone`` to :func:`configure`'s."""
-    if not isinstance(job_class, str) or not job_class:
-        raise PayloadError("enqueue_active_job needs the Rails job class name, e.g. \"WelcomeMailerJob\"")
-    return {
-        "job_class": job_class,
-        "job_id": job_id or str(uuid.uuid4()),
-        "provider_job_id": None,
-        "queue_name": queue,
-        "priority": priority,
-        "arguments": serialize_arguments(args, kwargs),
-        "executions": 0,
-        "exception_executions": {},
-        "locale": locale if locale is not None else _defaults["locale"],
-        "timezone": timezone if timezone is not None else _defaults["timezone"],
-        "enqueued_at": enqueued_at or codec.iso8601_utc(time.time()),
-    }
-
 
 def enqueue_active_job(job_class: str, *args: Any, queue: str = "default", resque: Any = None,
                        **kwargs: Any) -> Optional[str]:
@@ -166,10 +142,5 @@ def enqueue_active_job(job_class: str, *args: Any, queue: str = "default", resqu
     cannot receive keyword arguments of those two names.
     """
     if resque is None:
-        from .client import default
-
         resque = default()
-    data = job_data(job_class, args, kwargs, queue=queue)
-    if resque.enqueue_to(queue, JOB_WRAPPER, data) is None:
-        return None
-    return data["job_id"]
+    return resque.enqueue_active_job(job_class, *args, queue=queue, **kwargs)

@@ -10,18 +10,20 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import redis
 
-from . import codec, hooks, registry
-from .db import redact
-from .errors import NoClassError, NoQueueError, RedisUnavailable
-from .keys import DEFAULT_NAMESPACE, Keys
-from .records import parse_job
-from .settings import DEFAULT_REDIS_URL, rails_environment
-from .store import Store, connect
+from resque_compat import hooks, registry
+from resque_compat.db import redact
+from resque_compat.errors import NoClassError, NoQueueError, RedisUnavailable
+from resque_compat.settings import DEFAULT_REDIS_URL, rails_environment
+from resque_compat.store.store import Store, connect
+from resque_compat.wire import codec
+from resque_compat.wire.activejob_args import JOB_WRAPPER, job_data
+from resque_compat.wire.keys import DEFAULT_NAMESPACE, Keys
+from resque_compat.wire.records import parse_job
 
 JobRef = Union[str, Any]  # a Ruby class name, or a function/class decorated with @job
 
 if TYPE_CHECKING:
-    from .scheduler import Delayed
+    from resque_compat.scheduler.leader import Delayed
 
 
 class Resque:
@@ -101,9 +103,10 @@ class Resque:
                            **kwargs: Any) -> Optional[str]:
         """``JobClass.set(queue: queue).perform_later(*args, **kwargs)``; see
         :func:`resque_compat.activejob.enqueue_active_job`. Returns the job_id."""
-        from .activejob import enqueue_active_job
-
-        return enqueue_active_job(job_class, *args, queue=queue, resque=self, **kwargs)
+        data = job_data(job_class, args, kwargs, queue=queue)
+        if self.enqueue_to(queue, JOB_WRAPPER, data) is None:
+            return None
+        return data["job_id"]
 
     @staticmethod
     def _class_name(job: JobRef) -> str:
@@ -168,7 +171,7 @@ class Resque:
     # -- delayed jobs: resque-scheduler's API and keys (WIRE §7.1), see scheduler.Delayed -----
     @property
     def delayed(self) -> "Delayed":
-        from .scheduler import Delayed
+        from resque_compat.scheduler.leader import Delayed
 
         return Delayed(self)
 
@@ -203,7 +206,7 @@ def default() -> Resque:
     ``resque-py work``; elsewhere one built from REDIS_URL / RESQUE_NAMESPACE on first use."""
     global _default
     if _default is None:
-        from .settings import connection_settings
+        from resque_compat.settings import connection_settings
 
         settings = connection_settings()
         _default = Resque.from_url(settings.redis_url, settings.namespace)

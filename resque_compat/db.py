@@ -36,8 +36,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import gevent
 from gevent.event import Event
 
-from .errors import ConfigurationError, ResqueError
-from .poolstats import PoolStats
+from resque_compat.common.poolstats import PoolStats
+from resque_compat.errors import ConfigurationError, ResqueError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pymysql.connections

@@ -23,9 +23,14 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Tuple
 
-from . import codec
-from .errors import ConfigurationError, NoClassError, NoQueueError, ResqueError
-from .keys import Keys
+from resque_compat.errors import (
+    ConfigurationError,
+    NoClassError,
+    NoQueueError,
+    ResqueError,
+)
+from resque_compat.wire import codec
+from resque_compat.wire.keys import Keys
 
 if TYPE_CHECKING:  # redis and gevent load when used, so `resque-py --help` stays fast
     import redis

@@ -96,8 +96,13 @@ import logging
 from collections import defaultdict
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TypeVar
 
-from .errors import DontPerform, JobNotRegistered, LateDontPerform, RegistryError
-from .registry import JobSpec, lookup, spec_for
+from resque_compat.errors import (
+    DontPerform,
+    JobNotRegistered,
+    LateDontPerform,
+    RegistryError,
+)
+from resque_compat.registry import JobSpec, lookup, spec_for
 
 log = logging.getLogger("resque_compat.hooks")
 

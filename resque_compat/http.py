@@ -23,12 +23,17 @@ import logging
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 import urllib3
-from urllib3.exceptions import ConnectTimeoutError, LocationValueError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    LocationValueError,
+    NewConnectionError,
+    ReadTimeoutError,
+)
 from urllib3.exceptions import HTTPError as _Urllib3Error
 
-from .errors import ConfigurationError, ResqueError
-from .poolstats import PoolStats
-from .version import __version__
+from resque_compat.common.poolstats import PoolStats
+from resque_compat.errors import ConfigurationError, ResqueError
+from resque_compat.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests

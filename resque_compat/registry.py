@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar
 
-from .errors import JobNotRegistered, RegistryError
+from resque_compat.errors import JobNotRegistered, RegistryError
 
 #: A Ruby constant path: ``Foo``, ``Foo::Bar``, optionally with a leading ``::`` (WIRE §2.1).
 _RUBY_CONSTANT = re.compile(r"^(::)?[A-Z][A-Za-z0-9_]*(::[A-Z][A-Za-z0-9_]*)*$")

@@ -28,12 +28,12 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, Tuple
 
-from . import activejob, client, hooks
-from .codec import ruby_float
-from .errors import RegistryError
-from .keys import Keys
-from .registry import JobSpec
-from .scheduler import Delayed
+from resque_compat import activejob, client, hooks
+from resque_compat.errors import RegistryError
+from resque_compat.registry import JobSpec
+from resque_compat.scheduler.leader import Delayed
+from resque_compat.wire.codec import ruby_float
+from resque_compat.wire.keys import Keys
 
 log = logging.getLogger("resque_compat.retry")
 

@@ -16,8 +16,8 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from .errors import ConfigurationError
-from .keys import DEFAULT_NAMESPACE
+from resque_compat.errors import ConfigurationError
+from resque_compat.wire.keys import DEFAULT_NAMESPACE
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")

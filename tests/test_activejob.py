@@ -12,11 +12,17 @@ from decimal import Decimal
 
 import pytest
 
-from resque_compat import activejob, client, codec
+from resque_compat import activejob, client
 from resque_compat.activejob import JOB_WRAPPER, GlobalID, Range, Symbol
-from resque_compat.activejob_args import (DESERIALIZERS, deserialize, deserialize_arguments, serialize,
-                                          serialize_arguments)
 from resque_compat.errors import EncodeError, PayloadError
+from resque_compat.wire import codec
+from resque_compat.wire.activejob_args import (
+    DESERIALIZERS,
+    deserialize,
+    deserialize_arguments,
+    serialize,
+    serialize_arguments,
+)
 from tests.conftest import ROOT
 from tests.keyspace import dump, load_fixture
 

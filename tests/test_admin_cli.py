@@ -9,15 +9,13 @@ import signal
 import socket
 
 import pytest
-
 from click.testing import CliRunner
 
-from resque_compat import codec
-from resque_compat.cli import main_group
-from resque_compat.heartbeat import parse_heartbeat
-from tests.keyspace import dump, load_fixture, normalize
+from resque_compat.cli.main import main_group
+from resque_compat.runtime.heartbeat import parse_heartbeat
+from resque_compat.wire import codec
+from tests.keyspace import dump, load_fixture, load_keys, normalize
 from tests.test_cli import CLI_ENV, run
-from tests.keyspace import load_keys
 from tests.test_worker import _title, wait_for
 
 ZONELESS_RETRIED_AT = re.compile(r'"retried_at":"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d"')

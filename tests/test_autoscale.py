@@ -11,8 +11,8 @@ import gevent
 import pytest
 from gevent.event import Event
 
-from resque_compat.autoscale import Autoscaler, Load, db_headroom, target_slots
 from resque_compat.errors import ConfigurationError
+from resque_compat.runtime.autoscale import Autoscaler, Load, db_headroom, target_slots
 from resque_compat.settings import Settings
 
 # -- the policy ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from resque_compat.cli import main_group
+from resque_compat.cli.main import main_group
 from resque_compat.settings import SETTINGS
 from resque_compat.version import RESQUE_VERSION, __version__
 from tests.keyspace import dump, load_fixture
@@ -61,7 +61,7 @@ def one_line_error(text):
 def test_import_loads_no_redis_ssl_requests_or_pymysql():
     code = (
         "import sys, json; import resque_compat;"
-        "import resque_compat.codec, resque_compat.records, resque_compat.keys, resque_compat.queues,"
+        "import resque_compat.wire.codec, resque_compat.wire.records, resque_compat.wire.keys, resque_compat.wire.queues,"
         " resque_compat.settings, resque_compat.registry, resque_compat.errors;"
         "print(json.dumps(sorted(m for m in ('redis', 'ssl', 'requests', 'pymysql', 'gevent')"
         " if m in sys.modules)))"

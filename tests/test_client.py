@@ -8,7 +8,12 @@ import pytest
 import redis
 
 from resque_compat import Resque, registry
-from resque_compat.errors import EncodeError, JobNotRegistered, NoClassError, NoQueueError
+from resque_compat.errors import (
+    EncodeError,
+    JobNotRegistered,
+    NoClassError,
+    NoQueueError,
+)
 from resque_compat.registry import job
 from tests.conftest import REDIS_DB, REDIS_HOST, REDIS_PORT
 from tests.keyspace import dump, load_fixture, load_keys

@@ -16,10 +16,12 @@ import sys
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from resque_compat import codec
 from resque_compat.errors import EncodeError
+from resque_compat.wire import codec
 from tests.keyspace import FIXTURES, load_fixture
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -351,7 +353,7 @@ def _epoch(text, fmt):
 def _times_in_zone(tz, epoch):
     """The time helpers run in a fresh interpreter with ``TZ`` set, as a worker would run."""
     code = (
-        "import json, sys, datetime as d; from resque_compat import codec; e = float(sys.argv[1]);"
+        "import json, sys, datetime as d; from resque_compat.wire import codec; e = float(sys.argv[1]);"
         "print(json.dumps({'to_s': codec.time_to_s(e), 'iso': codec.iso8601_local(e),"
         " 'utc': codec.iso8601_utc(e), 'failed_at': codec.failed_at(e),"
         " 'retried_multi': codec.failed_at(e, with_zone=False),"

@@ -16,14 +16,19 @@ import time
 import pytest
 import redis
 
-from resque_compat import codec
 from resque_compat.errors import ConfigurationError, NoQueueError
-from resque_compat.failures import BadFailureEntry, FailureLookupError, FailureNotFound, Failures, notifier_for
-from resque_compat.keys import Keys
-from resque_compat.store import Store
+from resque_compat.failures import (
+    BadFailureEntry,
+    FailureLookupError,
+    FailureNotFound,
+    Failures,
+    notifier_for,
+)
+from resque_compat.store.store import Store
+from resque_compat.wire import codec
+from resque_compat.wire.keys import Keys
 from tests.conftest import REDIS_URL
-from tests.keyspace import dump, load_fixture, normalize
-from tests.keyspace import load_keys
+from tests.keyspace import dump, load_fixture, load_keys, normalize
 
 FAIL_JOB_ERROR = "Bööm – ünïcödé failure ✗ \"quoted\" 日本語 😀"
 BACKTRACE = re.compile(r'"backtrace":\[(?:"(?:[^"\\]|\\.)*",?)*\]')

@@ -7,10 +7,10 @@ import gevent
 import pytest
 import redis
 
-from resque_compat.fetcher import Fetcher
-from resque_compat.keys import Keys
-from resque_compat.queues import QueueList
-from resque_compat.store import Store, connect
+from resque_compat.runtime.fetcher import Fetcher
+from resque_compat.store.store import Store, connect
+from resque_compat.wire.keys import Keys
+from resque_compat.wire.queues import QueueList
 from tests.conftest import REDIS_URL
 
 

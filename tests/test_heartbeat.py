@@ -12,13 +12,30 @@ import gevent
 import pytest
 from gevent import monkey
 
-from resque_compat.heartbeat import HeartbeatThread, beat, parse_heartbeat, prune_dead_workers, store_factory
-from resque_compat.keys import Keys
-from resque_compat.queues import QueueList
-from resque_compat.store import Store, connect
+from resque_compat.runtime.heartbeat import (
+    HeartbeatThread,
+    beat,
+    parse_heartbeat,
+    prune_dead_workers,
+    store_factory,
+)
+from resque_compat.store.store import Store, connect
+from resque_compat.wire.keys import Keys
+from resque_compat.wire.queues import QueueList
 from tests.conftest import REDIS_URL
-from tests.test_pruning import (GONE, LOCK, dead_pid, failures, iso_ago, job_record, ps_command,
-                                register, spawn_titled, wait_for, worker_keys)
+from tests.test_pruning import (
+    GONE,
+    LOCK,
+    dead_pid,
+    failures,
+    iso_ago,
+    job_record,
+    ps_command,
+    register,
+    spawn_titled,
+    wait_for,
+    worker_keys,
+)
 
 HOST = socket.gethostname()
 HB = "resque:workers:heartbeat"

@@ -9,10 +9,11 @@ import time
 
 import pytest
 
-from resque_compat import hooks, records, registry
+from resque_compat import hooks, registry
 from resque_compat.errors import DontPerform, RegistryError
 from resque_compat.hooks import FailureHookError
 from resque_compat.registry import job
+from resque_compat.wire import records
 from tests.conftest import ROOT, wait_for
 
 HOOK_JOBS = f"{ROOT}/tests/hook_jobs.py"

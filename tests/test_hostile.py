@@ -18,10 +18,10 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resque_compat.fetcher import raw_from_record
-from resque_compat.keys import Keys
-from resque_compat.records import worker_record_prefix
-from resque_compat.store import Store, connect
+from resque_compat.runtime.fetcher import raw_from_record
+from resque_compat.store.store import Store, connect
+from resque_compat.wire.keys import Keys
+from resque_compat.wire.records import worker_record_prefix
 from tests.conftest import REDIS_URL, WorkerProcess
 from tests.keyspace import FIXTURES, load_fixture
 

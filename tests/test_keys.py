@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from resque_compat import keys as keys_module
-from resque_compat.keys import DEFAULT_NAMESPACE, Keys
 from resque_compat.settings import Settings
+from resque_compat.wire import keys as keys_module
+from resque_compat.wire.keys import DEFAULT_NAMESPACE, Keys
 from tests.keyspace import FIXTURES, load_fixture
 
 PACKAGE = os.path.dirname(os.path.abspath(keys_module.__file__))

@@ -21,16 +21,34 @@ import pytest
 import redis
 
 from bench.run import free_port
-from resque_compat.keys import Keys
-from resque_compat.listen.events import BUSY, DEPTH, FAILURE, JOB, Event, TimeMap, read_jsonl, write_jsonl
+from resque_compat.listen.events import (
+    BUSY,
+    DEPTH,
+    FAILURE,
+    JOB,
+    Event,
+    TimeMap,
+    read_jsonl,
+    write_jsonl,
+)
 from resque_compat.listen.logs import read_log
 from resque_compat.listen.poller import Poller, apportion
-from resque_compat.listen.synth import (BLOCK, FAILURE_HZ, SAMPLE_RATE as SR, SCALE_HZ, Renderer,
-                                        queue_voice, render_events, to_pcm16)
+from resque_compat.listen.synth import (
+    BLOCK,
+    FAILURE_HZ,
+    SCALE_HZ,
+    Renderer,
+    queue_voice,
+    render_events,
+    to_pcm16,
+)
+from resque_compat.listen.synth import (
+    SAMPLE_RATE as SR,
+)
 from resque_compat.listen.wav import streaming_header
+from resque_compat.wire.keys import Keys
 from tests.conftest import REDIS_DB, REDIS_HOST, REDIS_PORT, REDIS_URL, ROOT
 from tests.keyspace import load_fixture, load_keys
-
 
 # -- helpers -----------------------------------------------------------------------------------
 
@@ -437,7 +455,7 @@ def test_usage_errors_and_missing_numpy(tmp_path):
     assert bad_line.returncode == 1 and "e.jsonl:2: 'type' must be one of" in bad_line.stderr
     jsonl.write_text('{"t":1,"type":"job"}\n')
     code = ("import sys; sys.modules['numpy'] = None\n"
-            "from resque_compat.cli import main\n"
+            "from resque_compat.cli.main import main\n"
             f"sys.exit(main(['listen', '--replay', {str(jsonl)!r}, '--out', 'x.wav']))\n")
     no_numpy = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True, text=True)
     assert no_numpy.returncode == 2

@@ -17,9 +17,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from resque_compat import activejob
 from resque_compat.client import Resque
-from resque_compat.metrics import BUCKETS, SAMPLES, Histogram, enqueued_at, name_part
-from resque_compat.metrics_sinks import STATSD_PACKET, CarbonSink, packets
-from resque_compat.records import parse_job
+from resque_compat.metrics.recorder import (
+    BUCKETS,
+    SAMPLES,
+    Histogram,
+    enqueued_at,
+    name_part,
+)
+from resque_compat.metrics.sinks import STATSD_PACKET, CarbonSink, packets
+from resque_compat.wire.records import parse_job
 from tests.conftest import MYSQL_URL, REDIS_URL, ROOT
 from tests.redis_servers import free_port, redis_servers  # noqa: F401  (fixture)
 from tests.test_worker import wait_for

@@ -14,11 +14,15 @@ import time
 
 import pytest
 
-from resque_compat import codec
-from resque_compat.heartbeat import parse_heartbeat, prune_dead_workers, resque_pids
-from resque_compat.keys import Keys
-from resque_compat.queues import QueueList
-from resque_compat.store import Store, connect
+from resque_compat.runtime.heartbeat import (
+    parse_heartbeat,
+    prune_dead_workers,
+    resque_pids,
+)
+from resque_compat.store.store import Store, connect
+from resque_compat.wire import codec
+from resque_compat.wire.keys import Keys
+from resque_compat.wire.queues import QueueList
 from tests.conftest import REDIS_URL, wait_for
 from tests.keyspace import dump, load_fixture, normalize
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from resque_compat.queues import QueueList, fnmatch_ruby
+from resque_compat.wire.queues import QueueList, fnmatch_ruby
 from tests.keyspace import load_fixture
 
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from resque_compat import codec, records
 from resque_compat.errors import DirtyExit, PruneDeadWorkerDirtyExit
+from resque_compat.wire import codec, records
 from tests.keyspace import FIXTURES, load_fixture
 
 

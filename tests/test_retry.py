@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from resque_compat import codec
 from resque_compat.errors import RegistryError
-from resque_compat.keys import Keys
 from resque_compat.registry import JobSpec
 from resque_compat.retry import RetryPolicy, retry_key, ruby_inspect, ruby_join
+from resque_compat.wire import codec
+from resque_compat.wire.keys import Keys
 from tests import delayed_jobs  # noqa: F401  the same @job registrations the workers load
 from tests.conftest import ROOT
 from tests.test_scheduler import K, start_scheduler, wait_for  # noqa: F401  (fixtures)

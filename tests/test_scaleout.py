@@ -16,8 +16,13 @@ import pytest
 import redis
 
 from resque_compat.client import Resque
-from resque_compat.connection import RedisURLError, connect, parse_sentinel_url, pool_usage
 from resque_compat.errors import RedisUnavailable
+from resque_compat.store.connection import (
+    RedisURLError,
+    connect,
+    parse_sentinel_url,
+    pool_usage,
+)
 from tests.conftest import REDIS_URL
 from tests.redis_servers import free_port, redis_servers  # noqa: F401  (fixture)
 from tests.test_worker import wait_for

@@ -15,11 +15,12 @@ import time
 
 import pytest
 
-from resque_compat import activejob, codec
-from resque_compat.delayed import DelayedQueue, UnreleasableItem, released_job
+from resque_compat import activejob
 from resque_compat.errors import NoQueueError
-from resque_compat.keys import Keys
-from resque_compat.scheduler import Delayed, Scheduler
+from resque_compat.scheduler.delayed import DelayedQueue, UnreleasableItem, released_job
+from resque_compat.scheduler.leader import Delayed, Scheduler
+from resque_compat.wire import codec
+from resque_compat.wire.keys import Keys
 from tests import delayed_jobs  # noqa: F401  registers DelayedJob (queue critical) here too
 from tests.conftest import REDIS_URL, ROOT, wait_for
 from tests.keyspace import dump, load_fixture

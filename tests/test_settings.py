@@ -7,8 +7,14 @@ import dataclasses
 import pytest
 
 from resque_compat.errors import ConfigurationError
-from resque_compat.settings import (DEFAULT_REDIS_URL, SETTINGS, Settings, parse_words,
-                                    rails_environment, setting_for)
+from resque_compat.settings import (
+    DEFAULT_REDIS_URL,
+    SETTINGS,
+    Settings,
+    parse_words,
+    rails_environment,
+    setting_for,
+)
 
 
 def load(words=(), options=None, **env):

@@ -11,10 +11,9 @@ import time
 
 import pytest
 
-from resque_compat import pool_config
 from resque_compat.errors import ConfigurationError
-from resque_compat.pool_config import Group
-
+from resque_compat.pool import config as pool_config
+from resque_compat.pool.config import Group
 from tests.conftest import JOBS_FILE, REDIS_URL, ROOT
 from tests.test_worker import wait_for
 

@@ -34,7 +34,7 @@ import re
 import time
 from typing import Iterator, List, Optional, Pattern, Tuple
 
-from .events import FAILURE, JOB, Event
+from resque_compat.listen.events import FAILURE, JOB, Event
 
 logger = logging.getLogger("resque_compat.listen")
 

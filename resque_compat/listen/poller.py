@@ -21,9 +21,9 @@ import json
 import logging
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..keys import Keys
-from ..records import ParsedWorkerId
-from .events import BUSY, DEPTH, FAILURE, JOB, Event
+from resque_compat.listen.events import BUSY, DEPTH, FAILURE, JOB, Event
+from resque_compat.wire.keys import Keys
+from resque_compat.wire.records import ParsedWorkerId
 
 logger = logging.getLogger("resque_compat.listen")
 

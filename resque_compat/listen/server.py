@@ -20,8 +20,8 @@ from typing import Any, Callable, Dict, Iterable, List, Tuple
 from gevent import pywsgi
 from gevent.queue import Full, Queue
 
-from .events import BUSY, DEPTH, FAILURE, JOB, Event
-from .wav import streaming_header
+from resque_compat.listen.events import BUSY, DEPTH, FAILURE, JOB, Event
+from resque_compat.listen.wav import streaming_header
 
 logger = logging.getLogger("resque_compat.listen")
 

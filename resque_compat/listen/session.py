@@ -21,7 +21,7 @@ from typing import IO, Any, Callable, Iterator, List, Optional
 import gevent
 from gevent.event import Event as Flag
 
-from .events import Event, TimeMap, read_jsonl, write_jsonl
+from resque_compat.listen.events import Event, TimeMap, read_jsonl, write_jsonl
 
 logger = logging.getLogger("resque_compat.listen")
 
@@ -71,7 +71,7 @@ class ListenOptions:
         if self.seconds is not None and not self.seconds > 0:
             raise ValueError(f"--seconds must be more than 0 (got {self.seconds})")
         if self.serve:
-            from .server import parse_address
+            from resque_compat.listen.server import parse_address
 
             parse_address(self.serve)
         return self
@@ -80,7 +80,7 @@ class ListenOptions:
 def file_events(options: ListenOptions) -> Iterator[Event]:
     """The raw events of ``--replay`` or ``--from-log`` (not yet time-mapped)."""
     if options.from_log:
-        from .logs import read_log
+        from resque_compat.listen.logs import read_log
 
         return read_log(options.from_log, options.pattern or "")
     fh = open(options.replay, encoding="utf-8")  # closed when the generator is
@@ -112,8 +112,8 @@ def _offline(options: ListenOptions, recorder: Optional[IO[str]], stack: ExitSta
         count = sum(1 for _ in events)
         logger.info("listen: wrote %d events to %s", count, options.record)
         return 0
-    from .synth import SAMPLE_RATE, render_events, to_pcm16
-    from .wav import WavWriter
+    from resque_compat.listen.synth import SAMPLE_RATE, render_events, to_pcm16
+    from resque_compat.listen.wav import WavWriter
 
     writer = stack.enter_context(WavWriter(options.out))
     for block in render_events(events, options.seconds, seed=options.seed):
@@ -137,12 +137,12 @@ def _clocked(options: ListenOptions, recorder: Optional[IO[str]], stack: ExitSta
     start = time.time()
     renderer = None
     if options.renders:
-        from .synth import Renderer
+        from resque_compat.listen.synth import Renderer
 
         renderer = Renderer(seed=options.seed, start=start)
     broadcast = None
     if options.serve:
-        from .server import Broadcast, serve
+        from resque_compat.listen.server import Broadcast, serve
 
         broadcast = Broadcast()
         stack.callback(serve(options.serve, broadcast).stop)
@@ -182,8 +182,8 @@ def _guard(failures: List[BaseException], stop: Flag, target: Callable[..., None
 
 
 def _render_loop(options: ListenOptions, renderer: Any, broadcast: Any, stack: ExitStack, stop: Flag) -> None:
-    from .synth import BLOCK, SAMPLE_RATE
-    from .wav import WavWriter
+    from resque_compat.listen.synth import BLOCK, SAMPLE_RATE
+    from resque_compat.listen.wav import WavWriter
 
     writer = stack.enter_context(WavWriter(options.out)) if options.out else None
     total = None if options.seconds is None else int(round(options.seconds * SAMPLE_RATE))

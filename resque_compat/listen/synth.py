@@ -29,7 +29,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .events import BUSY, DEPTH, FAILURE, JOB, Event
+from resque_compat.listen.events import BUSY, DEPTH, FAILURE, JOB, Event
 
 SAMPLE_RATE = 44100
 #: Internal render grid: 0.1 s. Output never depends on how callers slice it.

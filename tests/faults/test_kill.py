@@ -11,8 +11,15 @@ import signal
 
 import pytest
 
-from tests.faults.harness import (FULL, assert_clean_exit, make_stream, push_stream, scaled, settle,
-                                  wait_until)
+from tests.faults.harness import (
+    FULL,
+    assert_clean_exit,
+    make_stream,
+    push_stream,
+    scaled,
+    settle,
+    wait_until,
+)
 
 LOCK = "resque:pruning_dead_workers_in_progress"
 FIBERS = 20

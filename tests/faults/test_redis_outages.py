@@ -15,8 +15,18 @@ import pytest
 import redis
 
 from tests.conftest import REDIS_DB, REDIS_PORT, REDIS_URL
-from tests.faults.harness import (FULL, PRIVATE_PORT, Stream, assert_clean_exit, job_id_of, make_stream, push_stream,
-                                  scaled, settle, wait_until)
+from tests.faults.harness import (
+    FULL,
+    PRIVATE_PORT,
+    Stream,
+    assert_clean_exit,
+    job_id_of,
+    make_stream,
+    push_stream,
+    scaled,
+    settle,
+    wait_until,
+)
 from tests.faults.proxy import Proxy
 
 FIBERS = 20

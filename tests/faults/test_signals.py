@@ -13,8 +13,15 @@ import time
 
 import pytest
 
-from tests.faults.harness import (FULL, assert_clean_exit, make_stream, push_stream, scaled, settle,
-                                  wait_until)
+from tests.faults.harness import (
+    FULL,
+    assert_clean_exit,
+    make_stream,
+    push_stream,
+    scaled,
+    settle,
+    wait_until,
+)
 
 FIBERS = 20
 TERM_TIMEOUT = 1.0

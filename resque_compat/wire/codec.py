@@ -19,7 +19,7 @@ import math
 import time
 from typing import Any, Union
 
-from .errors import EncodeError
+from resque_compat.errors import EncodeError
 
 _escape_string = json.encoder.encode_basestring  # type: ignore[attr-defined]  # C, ensure_ascii=False
 

@@ -23,10 +23,15 @@ import gevent
 import redis
 from gevent.event import AsyncResult, Event
 
-from . import codec
-from .queues import QueueList
-from .records import Job, parse_job, payload_bytes_from_record, worker_record_prefix
-from .store import Done, Store
+from resque_compat.store.store import Done, Store
+from resque_compat.wire import codec
+from resque_compat.wire.queues import QueueList
+from resque_compat.wire.records import (
+    Job,
+    parse_job,
+    payload_bytes_from_record,
+    worker_record_prefix,
+)
 
 log = logging.getLogger("resque_compat.fetcher")
 
@@ -92,7 +97,7 @@ class Fetcher:
         self.in_flight = 0  # jobs handed to slots and not yet done_working
         #: FAILURE_BACKEND=multiple: called with each failure entry once a trip recorded it.
         self.on_failure_recorded: Optional[Callable[[str], None]] = None
-        #: resque_compat.metrics.Metrics when --statsd/--graphite/--metrics-port is on; every
+        #: resque_compat.metrics.recorder.Metrics when --statsd/--graphite/--metrics-port is on; every
         #: slot (autoscaled ones too) reports each ended job to it. None = off, no cost.
         self.metrics = None
         self.paused = False           # USR2 (local); pause-all-workers is checked in Redis

@@ -13,8 +13,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import redis
 
-from .keys import Keys
-from .reserve_script import RESERVE_SCRIPT, escaped_json_string
+from resque_compat.store.scripts import RESERVE_SCRIPT, escaped_json_string
+from resque_compat.wire.keys import Keys
 
 
 @dataclass(frozen=True)
@@ -319,4 +319,4 @@ def _int(value: Optional[bytes]) -> int:
 
 # Clients for every URL form (redis://, rediss://, ACL user:password, redis+sentinel://) over a
 # bounded, blocking pool live in connection.py; re-exported here, where callers import it from.
-from .connection import connect  # noqa: E402,F401
+from resque_compat.store.connection import connect  # noqa: E402,F401

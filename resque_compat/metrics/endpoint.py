@@ -1,7 +1,7 @@
 """``--metrics-port``: Prometheus text at ``/metrics`` and readiness at ``/healthz``, served by a
 gevent WSGI server in the worker process (a greenlet, not a thread: a scrape never races a job).
 
-The numbers come from :class:`~resque_compat.metrics.Metrics` at scrape time through one custom
+The numbers come from :class:`~resque_compat.metrics.recorder.Metrics` at scrape time through one custom
 collector (prometheus-client's exposition format and its process_* collector), so jobs update
 plain integers and never a prometheus-client object.
 """
@@ -10,11 +10,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List
 
 from gevent.pywsgi import WSGIServer
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 
 if TYPE_CHECKING:
-    from .metrics import Metrics
+    from resque_compat.metrics.recorder import Metrics
 
 
 class ResqueCollector:

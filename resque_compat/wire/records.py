@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, List, Optional, Sequence
 
-from . import codec
+from resque_compat.wire import codec
 
 #: Characters allowed in a slot token: nothing Ruby or resque-web splits ids on (WIRE §3.8).
 SLOT_TOKEN = re.compile(r"^[A-Za-z0-9_]+$")

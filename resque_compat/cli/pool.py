@@ -1,7 +1,7 @@
 """``resque-py pool`` (resque-pool's command) and ``resque-py work PROCESSES=N``: a supervisor
 of worker processes (:mod:`supervisor`, issue 7).
 
-Registered on :data:`resque_compat.cli.main_group` by the import at the end of ``cli.py``.
+Added to :data:`resque_compat.cli.main.main_group` by ``cli/main.py``.
 """
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import click
 
-from .cli import Context, fail, main_group, setting_options
-from .errors import ConfigurationError
-from .settings import SETTINGS, Settings, setting_for
+from resque_compat.cli.common import Context, fail, setting_options
+from resque_compat.errors import ConfigurationError
+from resque_compat.settings import SETTINGS, Settings, setting_for
 
 EPILOG = """\b
 Examples:
@@ -40,7 +40,7 @@ _PER_CHILD = frozenset(s.field for s in SETTINGS if s.env in ("QUEUE", "FIBERS",
                                                             "METRICS_PORT", "RESQUE_SUPERVISOR_FD"))
 
 
-@main_group.command(epilog=EPILOG)
+@click.command(epilog=EPILOG)
 @click.argument("words", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("-c", "--config", "config_path", envvar="RESQUE_POOL_CONFIG", metavar="PATH",
               help="resque-pool.yml to read [env: RESQUE_POOL_CONFIG; default: resque-pool.yml, "
@@ -60,7 +60,7 @@ def pool(obj: Context, words: Sequence[str], config_path: Optional[str], environ
 
     Other settings (KEY=VALUE words, environment, options) apply to every worker process.
     """
-    from . import pool_config
+    from resque_compat.pool import config as pool_config
 
     settings = _settings(obj, words, options)
     if {s.env for s in SETTINGS if options.get(s.field) is not None} & {"QUEUE", "PROCESSES"}:
@@ -81,7 +81,7 @@ def pool(obj: Context, words: Sequence[str], config_path: Optional[str], environ
 def run_work_pool(obj: Context, settings: Settings, words: Sequence[str], require: Sequence[str],
                   options: Dict[str, Any]) -> None:
     """``resque-py work ... PROCESSES=N``: N identical worker processes under a supervisor."""
-    from .pool_config import Group
+    from resque_compat.pool.config import Group
 
     groups = {Group(",".join(settings.queues)): settings.processes}
     _supervise(obj, settings, words, require, options, groups, reload=None)
@@ -97,8 +97,8 @@ def _settings(obj: Context, words: Sequence[str], options: Dict[str, Any]) -> Se
 
 def _supervise(obj: Context, settings: Settings, words: Sequence[str], require: Sequence[str],
                options: Dict[str, Any], groups: Any, reload: Any) -> None:
-    from . import log
-    from .supervisor import Supervisor, WorkCommand
+    from resque_compat import log
+    from resque_compat.pool.supervisor import Supervisor, WorkCommand
 
     log.setup(settings.log_level, settings.log_format)
     global_args: List[str] = []

@@ -20,14 +20,24 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
 import redis
 
-from . import codec, records, registry
-from .delayed import (DEFAULT_BATCH_SIZE, DEFAULT_INTERVAL, DEFAULT_LOCK_TIMEOUT, DelayedQueue,
-                      UnreleasableItem, When, delayed_item, registered_queue, timestamp_of)
-from .errors import NoClassError, NoQueueError, ResqueError
-from .keys import Keys
+from resque_compat import registry
+from resque_compat.errors import NoClassError, NoQueueError, ResqueError
+from resque_compat.scheduler.delayed import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_INTERVAL,
+    DEFAULT_LOCK_TIMEOUT,
+    DelayedQueue,
+    UnreleasableItem,
+    When,
+    delayed_item,
+    registered_queue,
+    timestamp_of,
+)
+from resque_compat.wire import codec, records
+from resque_compat.wire.keys import Keys
 
 if TYPE_CHECKING:
-    from .client import JobRef, Resque
+    from resque_compat.client import JobRef, Resque
 
 log = logging.getLogger("resque_compat.scheduler")
 

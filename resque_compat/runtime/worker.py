@@ -11,11 +11,12 @@ from typing import Any, Callable, Optional
 
 import gevent
 
-from . import codec, hooks, records, registry
-from .errors import DontPerform, JobTimeout, PayloadError, TermException
-from .fetcher import Fetcher
-from .log import VERBOSE
-from .records import Job
+from resque_compat import hooks, registry
+from resque_compat.errors import DontPerform, JobTimeout, PayloadError, TermException
+from resque_compat.log import VERBOSE
+from resque_compat.runtime.fetcher import Fetcher
+from resque_compat.wire import codec, records
+from resque_compat.wire.records import Job
 
 log = logging.getLogger("resque_compat.worker")
 

@@ -1,6 +1,6 @@
 """``resque-py scheduler``: resque-scheduler's delayed-job process (WIRE §7.1).
 
-Registered on :data:`resque_compat.cli.main_group` by the import at the end of ``cli.py``.
+Added to :data:`resque_compat.cli.main.main_group` by ``cli/main.py``.
 """
 from __future__ import annotations
 
@@ -9,9 +9,15 @@ from typing import Any, Sequence
 
 import click
 
-from .cli import Context, _check_redis, fail, load_job_modules, main_group, setting_options
-from .errors import ConfigurationError
-from .settings import setting_for
+from resque_compat.cli.common import (
+    Context,
+    check_redis,
+    fail,
+    load_job_modules,
+    setting_options,
+)
+from resque_compat.errors import ConfigurationError
+from resque_compat.settings import setting_for
 
 EPILOG = """\b
 Examples:
@@ -26,7 +32,7 @@ Exit codes: 0 stopped by a signal, 1 Redis unreachable at start, 2 usage or conf
 """
 
 
-@main_group.command(epilog=EPILOG)
+@click.command(epilog=EPILOG)
 @click.argument("words", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("-r", "--require", "require", multiple=True, metavar="MODULE_OR_FILE",
               help="Import this module or .py file so delayed items without a \"queue\" go to "
@@ -45,14 +51,14 @@ def scheduler(obj: Context, words: Sequence[str], require: Sequence[str], **opti
         settings = obj.settings(words, **typed)
     except ConfigurationError as exc:
         fail(str(exc))
-    from . import log
+    from resque_compat import log
 
     log.setup(settings.log_level, settings.log_format)
     load_job_modules(tuple(settings.require) + tuple(require))
-    _check_redis(settings)
-    from .keys import Keys
-    from .scheduler import Scheduler
-    from .store import connect
+    check_redis(settings)
+    from resque_compat.scheduler.leader import Scheduler
+    from resque_compat.store.store import connect
+    from resque_compat.wire.keys import Keys
 
     process = Scheduler(
         connect(settings.redis_url, max_connections=2), Keys(settings.namespace),

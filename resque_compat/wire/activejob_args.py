@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from . import codec
-from .errors import EncodeError, PayloadError
+from resque_compat.errors import EncodeError, PayloadError
+from resque_compat.wire import codec
 
 SERIALIZED = "_aj_serialized"
 GLOBALID = "_aj_globalid"
@@ -281,3 +283,40 @@ def serialize_arguments(args: Sequence[Any], kwargs: Optional[Mapping[str, Any]]
     if kwargs:
         out.append(_serialize_hash(kwargs, RUBY2_KEYWORDS))
     return out
+
+
+# -- job_data: the hash Rails' adapter enqueues ------------------------------------------------
+
+#: The class Rails' Resque adapter enqueues; its one argument is ``job.serialize`` (WIRE §2.6).
+JOB_WRAPPER = "ActiveJob::QueueAdapters::ResqueAdapter::JobWrapper"
+
+#: ``locale``/``timezone`` written into every job_data from this process (see :func:`configure`).
+_defaults: Dict[str, Optional[str]] = {"locale": "en", "timezone": None}
+
+def configure(*, locale: Optional[str] = "en", timezone: Optional[str] = None) -> None:
+    """Set the ``locale`` and ``timezone`` (a Rails zone name such as ``"UTC"``) written into
+    every job enqueued from this process, as Rails takes them from I18n and ``Time.zone``."""
+    _defaults.update(locale=locale, timezone=timezone)
+
+
+def job_data(job_class: str, args: Sequence[Any] = (), kwargs: Optional[Mapping[str, Any]] = None,
+             *, queue: str = "default", job_id: Optional[str] = None,
+             enqueued_at: Optional[str] = None, priority: Optional[int] = None,
+             locale: Optional[str] = None, timezone: Optional[str] = None) -> Dict[str, Any]:
+    """Rails 6.1's ``job.serialize``, field for field and in its order. ``job_id`` defaults to
+    a new UUID, ``enqueued_at`` to now, ``locale``/``timezone`` to :func:`configure`'s."""
+    if not isinstance(job_class, str) or not job_class:
+        raise PayloadError("enqueue_active_job needs the Rails job class name, e.g. \"WelcomeMailerJob\"")
+    return {
+        "job_class": job_class,
+        "job_id": job_id or str(uuid.uuid4()),
+        "provider_job_id": None,
+        "queue_name": queue,
+        "priority": priority,
+        "arguments": serialize_arguments(args, kwargs),
+        "executions": 0,
+        "exception_executions": {},
+        "locale": locale if locale is not None else _defaults["locale"],
+        "timezone": timezone if timezone is not None else _defaults["timezone"],
+        "enqueued_at": enqueued_at or codec.iso8601_utc(time.time()),
+    }

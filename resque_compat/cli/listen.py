@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import click
 
-from .cli import Context, _client, fail, main_group
+from resque_compat.cli.common import Context, connected_client, fail
 
 LISTEN_EPILOG = """\b
 Examples:
@@ -25,7 +25,7 @@ Exit codes: 0 ok, 1 runtime error (e.g. Redis unreachable), 2 usage error or num
 """
 
 
-@main_group.command(epilog=LISTEN_EPILOG)
+@click.command(epilog=LISTEN_EPILOG)
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=100), default=10.0,
               show_default=True, help="Polls of Redis per second (one pipelined read each).")
 @click.option("--record", metavar="FILE.jsonl", help="Write every event, one JSON object a line.")
@@ -46,7 +46,7 @@ Exit codes: 0 ok, 1 runtime error (e.g. Redis unreachable), 2 usage error or num
 def listen(obj: Context, **values: Any) -> None:
     """Turn job traffic into ambient sound: a drone for waiting jobs, a soft grain per job
     (pitch and stereo place by queue), a low tone per failure, silence when idle."""
-    from .listen.session import ListenOptions, run
+    from resque_compat.listen.session import ListenOptions, run
 
     try:
         options = ListenOptions(**values).validate()
@@ -60,13 +60,13 @@ def listen(obj: Context, **values: Any) -> None:
                  "pip install 'resque_compat[listen]' (or drop --out/--serve to only --record)")
     connect = None
     if options.live:
-        resque = _client(obj)  # fails with exit code 1 if Redis does not answer
+        resque = connected_client(obj)  # fails with exit code 1 if Redis does not answer
 
         def connect() -> Any:
-            from .listen.poller import Poller
+            from resque_compat.listen.poller import Poller
 
             return Poller(resque.redis, resque.keys)
-    from . import log
+    from resque_compat import log
 
     log.setup("quiet")
     try:

@@ -31,8 +31,8 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, NamedTuple, Optional
 
-from .errors import ConfigurationError
-from .settings import setting_for
+from resque_compat.errors import ConfigurationError
+from resque_compat.settings import setting_for
 
 #: resque-pool's search order when neither --config nor RESQUE_POOL_CONFIG names a file.
 CONFIG_FILES = ("resque-pool.yml", "config/resque-pool.yml")

@@ -30,8 +30,8 @@ import redis
 from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from .db import redact
-from .errors import ConfigurationError
+from resque_compat.db import redact
+from resque_compat.errors import ConfigurationError
 
 log = logging.getLogger("resque_compat.connection")
 

@@ -26,16 +26,16 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 import gevent
 import redis
 
-from .activejob import JOB_WRAPPER
-from .activejob_args import parse_time
-from .connection import pool_usage
-from .errors import ConfigurationError, ResqueError
-from .heartbeat import parse_heartbeat
-from .metrics_sinks import CarbonSink, StatsdSink
+from resque_compat.activejob import JOB_WRAPPER
+from resque_compat.errors import ConfigurationError, ResqueError
+from resque_compat.metrics.sinks import CarbonSink, StatsdSink
+from resque_compat.runtime.heartbeat import parse_heartbeat
+from resque_compat.store.connection import pool_usage
+from resque_compat.wire.activejob_args import parse_time
 
 if TYPE_CHECKING:
-    from .records import Job
-    from .runner import Runner
+    from resque_compat.runtime.runner import Runner
+    from resque_compat.wire.records import Job
 
 log = logging.getLogger("resque_compat.metrics")
 
@@ -154,7 +154,7 @@ class Metrics:
         self.carbon = CarbonSink(settings.graphite) if settings.graphite else None
         self.http = None
         if settings.metrics_port:
-            from .metrics_http import MetricsServer
+            from resque_compat.metrics.endpoint import MetricsServer
 
             self.http = MetricsServer(self, settings.metrics_bind, settings.metrics_port)
         self._greenlets: List[gevent.Greenlet] = []
@@ -250,7 +250,7 @@ class Metrics:
 
     def pools(self) -> Dict[str, Dict[str, int]]:
         """size / in_use / waiting of the Redis, MySQL (if configured) and HTTP pools."""
-        from . import db, http
+        from resque_compat import db, http
 
         out = {"redis": pool_usage(self.runner.store.redis)}
         mysql = db.stats()

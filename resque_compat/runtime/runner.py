@@ -18,20 +18,33 @@ import redis
 from gevent.event import Event
 from setproctitle import setproctitle
 
-from . import client, codec, db, http, hooks, metrics, records
-from . import activejob  # noqa: F401  registers ActiveJob's JobWrapper (WIRE §2.6)
-from . import retry  # noqa: F401  adds the resque-retry plugin for @job(retry_limit=...) (WIRE §7.2)
-from .autoscale import Autoscaler, db_headroom
-from .errors import ConfigurationError, TermException
-from .failures import notifier_for
-from .fetcher import Fetcher
-from .heartbeat import HeartbeatThread, beat, prune_dead_workers, store_factory, unregister_workers
-from .keys import Keys
-from .queues import QueueList
-from .settings import Settings
-from .store import Store, connect
-from .version import RESQUE_VERSION
-from .worker import Worker
+from resque_compat import (
+    activejob,  # noqa: F401  registers ActiveJob's JobWrapper (WIRE §2.6)
+    client,
+    db,
+    hooks,
+    http,
+    retry,  # noqa: F401  adds the resque-retry plugin for @job(retry_limit=...) (WIRE §7.2)
+)
+from resque_compat.errors import ConfigurationError, TermException
+from resque_compat.failures import notifier_for
+from resque_compat.metrics import recorder as metrics
+from resque_compat.runtime.autoscale import Autoscaler, db_headroom
+from resque_compat.runtime.fetcher import Fetcher
+from resque_compat.runtime.heartbeat import (
+    HeartbeatThread,
+    beat,
+    prune_dead_workers,
+    store_factory,
+    unregister_workers,
+)
+from resque_compat.runtime.worker import Worker
+from resque_compat.settings import Settings
+from resque_compat.store.store import Store, connect
+from resque_compat.version import RESQUE_VERSION
+from resque_compat.wire import codec, records
+from resque_compat.wire.keys import Keys
+from resque_compat.wire.queues import QueueList
 
 log = logging.getLogger("resque_compat.runner")
 

@@ -59,9 +59,9 @@ from gevent.event import Event
 from gevent.os import make_nonblocking, nb_read
 from setproctitle import setproctitle
 
-from .errors import ConfigurationError
-from .pool_config import Group
-from .runner import EXIT_RECYCLE
+from resque_compat.errors import ConfigurationError
+from resque_compat.pool.config import Group
+from resque_compat.runtime.runner import EXIT_RECYCLE
 
 log = logging.getLogger("resque_compat.supervisor")
 

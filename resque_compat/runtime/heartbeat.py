@@ -17,11 +17,11 @@ import redis
 from gevent import monkey
 from gevent.threadpool import ThreadPool
 
-from . import codec, records
-from .errors import DirtyExit, PruneDeadWorkerDirtyExit
-from .keys import Keys
-from .queues import QueueList
-from .store import Store
+from resque_compat.errors import DirtyExit, PruneDeadWorkerDirtyExit
+from resque_compat.store.store import Store
+from resque_compat.wire import codec, records
+from resque_compat.wire.keys import Keys
+from resque_compat.wire.queues import QueueList
 
 log = logging.getLogger("resque_compat.heartbeat")
 
@@ -309,7 +309,7 @@ def dirty_exit_entry(record: dict, exc: DirtyExit, worker_id: str, when: float) 
 
 def store_factory(url: str, namespace: str) -> Callable[[], Store]:
     """A factory for a Store on a fresh single-connection client (for the heartbeat thread)."""
-    from .store import connect
+    from resque_compat.store.store import connect
 
     def make() -> Store:
         return Store(connect(url, max_connections=1, timeout=10.0), Keys(namespace))

@@ -15,9 +15,15 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import redis
 
-from . import codec, registry
-from .errors import JobNotRegistered, NoClassError, NoQueueError, ResqueError
-from .keys import Keys
+from resque_compat import registry
+from resque_compat.errors import (
+    JobNotRegistered,
+    NoClassError,
+    NoQueueError,
+    ResqueError,
+)
+from resque_compat.wire import codec
+from resque_compat.wire.keys import Keys
 
 log = logging.getLogger("resque_compat.scheduler")
 

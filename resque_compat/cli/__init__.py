@@ -1,0 +1,1 @@
+"""The resque-py command: common helpers plus one module per command family."""

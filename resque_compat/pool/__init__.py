@@ -1,0 +1,1 @@
+"""The process pool: the supervisor and resque-pool's YAML config."""

@@ -1,0 +1,2 @@
+"""The worker process at run time: slots (worker), the fetcher, the runner, heartbeats,
+pruning and autoscaling."""

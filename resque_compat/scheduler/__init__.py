@@ -1,0 +1,1 @@
+"""resque-scheduler compatible delayed jobs and the scheduler's leader loop."""

@@ -1,0 +1,1 @@
+"""The Redis side: the Store (one method per Resque event), its Lua scripts, connections."""
