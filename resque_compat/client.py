@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 import redis
 
 from resque_compat import hooks, registry
-from resque_compat.db import redact
+from resque_compat.common.urls import redact
 from resque_compat.errors import NoClassError, NoQueueError, RedisUnavailable
 from resque_compat.settings import DEFAULT_REDIS_URL, rails_environment
 from resque_compat.store.store import Store, connect

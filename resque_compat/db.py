@@ -37,6 +37,7 @@ import gevent
 from gevent.event import Event
 
 from resque_compat.common.poolstats import PoolStats
+from resque_compat.common.urls import redact  # noqa: F401  db.redact is public
 from resque_compat.errors import ConfigurationError, ResqueError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,16 +75,6 @@ class PoolExhausted(ResqueError):
             "jobs waiting). Raise DB_POOL (--db-pool) or lower FIBERS, and do not hold a "
             "connection across slow work such as HTTP calls."
         )
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return parts._replace(netloc=f"{user}:***@{netloc[1]}").geturl()
 
 
 def parse_url(url: str) -> Dict[str, Any]:

@@ -99,10 +99,6 @@ class RequeueReport:
     problems: Tuple[str, ...] = ()
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-
-
 def _decode_entry(raw: Any) -> Optional[dict]:
     try:
         data = codec.decode(raw)
@@ -147,6 +143,7 @@ class Failures:
             raise ConfigurationError(f"FAILURE_BACKEND must be one of {', '.join(BACKENDS)} (got {backend!r})")
         self.redis = client
         self.keys = keys
+        self.backend = backend
         self.multi = backend == "redis_multi_queue"
         self.clock = clock
 
@@ -156,8 +153,8 @@ class Failures:
         if not self.multi:
             return [self.keys.failed]
         if queue is not None:
-            return [self.keys.queue_failed(queue)]
-        members = sorted(_text(m) for m in self.redis.smembers(self.keys.failed_queues))
+            return [self.keys.failure_list(queue, self.backend)]
+        members = sorted(codec.text(m) for m in self.redis.smembers(self.keys.failed_queues))
         return [self.keys.failed_queue_list(m) for m in members]
 
     def _index_key(self, queue: Optional[str]) -> str:
@@ -168,7 +165,7 @@ class Failures:
                                   "index is a position in it: leave out --queue")
             return self.keys.failed
         if queue is not None:
-            return self.keys.queue_failed(queue)
+            return self.keys.failure_list(queue, self.backend)
         candidates = self.list_keys()
         if len(candidates) == 1:
             return candidates[0]
@@ -217,7 +214,7 @@ class Failures:
         return self._failure(key, index, raw)
 
     def _failure(self, key: str, index: int, raw: Any) -> Failure:
-        return Failure(index, self.keys.strip(key), _text(raw), _decode_entry(raw), key)
+        return Failure(index, self.keys.strip(key), codec.text(raw), _decode_entry(raw), key)
 
     def _not_found(self, key: str, index: int) -> FailureNotFound:
         return FailureNotFound(

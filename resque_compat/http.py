@@ -32,6 +32,7 @@ from urllib3.exceptions import (
 from urllib3.exceptions import HTTPError as _Urllib3Error
 
 from resque_compat.common.poolstats import PoolStats
+from resque_compat.common.urls import redact
 from resque_compat.errors import ConfigurationError, ResqueError
 from resque_compat.version import __version__
 
@@ -70,7 +71,7 @@ class HTTPError(ResqueError):
             hint = "the server failed; the job can be retried once it recovers"
         snippet = response.data[:200].decode("utf-8", "replace").strip()
         super().__init__(
-            f"{response.method} {_redact(response.url)} answered HTTP {status} {response.reason}"
+            f"{response.method} {redact(response.url)} answered HTTP {status} {response.reason}"
             + (f": {snippet}" if snippet else "") + f" ({hint})"
         )
 
@@ -84,7 +85,7 @@ class HTTPTimeout(ResqueError, TimeoutError):
         self.limit = limit
         what = "could not connect" if phase == "connect" else "got no response"
         super().__init__(
-            f"{method} {_redact(url)} timed out: {what} within the {limit:g} s {phase} timeout; "
+            f"{method} {redact(url)} timed out: {what} within the {limit:g} s {phase} timeout; "
             "check that the server is up, or raise HTTP_TIMEOUT (CONNECT,READ seconds) or pass "
             "timeout= for this call"
         )
@@ -95,7 +96,7 @@ class HTTPConnectionError(ResqueError, ConnectionError):
 
     def __init__(self, method: str, url: str, cause: BaseException) -> None:
         self.url = url
-        super().__init__(f"{method} {_redact(url)} failed: {cause}; check the URL and that the "
+        super().__init__(f"{method} {redact(url)} failed: {cause}; check the URL and that the "
                          "server accepts connections (requests are not retried)")
 
 
@@ -141,7 +142,7 @@ class Response:
         return self
 
     def __repr__(self) -> str:
-        return f"<Response [{self.status}] {self.method} {_redact(self.url)}>"
+        return f"<Response [{self.status}] {self.method} {redact(self.url)}>"
 
 
 class _Client:
@@ -310,7 +311,7 @@ def request(method: str, url: str, *, body: Union[bytes, str, None] = None, json
         raise HTTPTimeout(method, url, "connect", limits.connect_timeout) from exc
     except LocationValueError as exc:
         stats.errors += 1
-        raise ValueError(f"cannot send {method} to {_redact(url)!r}: {exc}; pass an absolute "
+        raise ValueError(f"cannot send {method} to {redact(url)!r}: {exc}; pass an absolute "
                          "http:// or https:// URL") from exc
     except _Urllib3Error as exc:
         stats.errors += 1
@@ -372,14 +373,3 @@ def close() -> None:
     client, _client = _client, None
     if client is not None:
         client.close()
-
-
-def _redact(url: str) -> str:
-    """Hide a password in ``user:pass@host`` so it does not land in failure entries and logs."""
-    if "@" not in url:
-        return url
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.partition("@")
-    if not at or "/" in userinfo or ":" not in userinfo:
-        return url
-    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
+from resque_compat.common.urls import parse_host_port
 from resque_compat.errors import ConfigurationError
 from resque_compat.wire.keys import DEFAULT_NAMESPACE
 
@@ -68,10 +69,13 @@ def _choice(name: str, choices: Sequence[str]) -> Callable[[str], str]:
 def _host_port(name: str) -> Callable[[str], str]:
     """``HOST:PORT`` for a metrics sink; the text is kept, the port checked now."""
     def parse(text: str) -> str:
-        host, sep, port = str(text).strip().rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        try:
+            port = parse_host_port(str(text))[1]
+        except ValueError:
+            port = 0
+        if not port:
             raise ConfigurationError(f"{name} must be HOST:PORT, e.g. {name}=127.0.0.1:8125 (got {text!r})")
-        return f"{host}:{port}"
+        return str(text).strip()
     return parse
 
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from resque_compat.cli.main import main_group
-from resque_compat.runtime.heartbeat import parse_heartbeat
+from resque_compat.wire.codec import parse_heartbeat
 from resque_compat.wire import codec
 from tests.keyspace import dump, load_fixture, load_keys, normalize
 from tests.test_cli import CLI_ENV, run

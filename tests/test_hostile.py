@@ -18,7 +18,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resque_compat.runtime.fetcher import raw_from_record
+from resque_compat.wire.records import raw_from_record
 from resque_compat.store.store import Store, connect
 from resque_compat.wire.keys import Keys
 from resque_compat.wire.records import worker_record_prefix

@@ -211,3 +211,19 @@ def test_key_spellings_match_ruby_exactly():
     assert sorted(fx10["keys"]["resque:failed_queues"]["value"]) == [
         Keys.queue_failed_name("critical"), Keys.queue_failed_name("low")]
     assert k.pause_all_workers == "resque:pause-all-workers"
+
+
+@pytest.mark.parametrize("backend", ["redis", "multiple"])
+def test_failure_list_is_failed_outside_redis_multi_queue(backend):
+    k = Keys()
+    assert k.failure_list("critical", backend) == k.failure_list(None, backend) == "resque:failed"
+    assert k.failed_queues_member("critical", backend) is None
+
+
+def test_failure_list_of_redis_multi_queue_is_the_queues_own_list():
+    k = Keys()
+    assert k.failure_list("critical", "redis_multi_queue") == "resque:critical_failed"
+    assert k.failed_queues_member("critical", "redis_multi_queue") == "critical_failed"
+    # An entry without a job queue (a held job whose record lost it) still lands somewhere.
+    assert k.failure_list(None, "redis_multi_queue") == "resque:failed"
+    assert k.failed_queues_member(None, "redis_multi_queue") is None

@@ -14,11 +14,7 @@ import time
 
 import pytest
 
-from resque_compat.runtime.heartbeat import (
-    parse_heartbeat,
-    prune_dead_workers,
-    resque_pids,
-)
+from resque_compat.runtime.pruning import prune_dead_workers, resque_pids
 from resque_compat.store.store import Store, connect
 from resque_compat.wire import codec
 from resque_compat.wire.keys import Keys
@@ -377,7 +373,7 @@ T0 = 1795780541.0  # 2026-11-27T11:55:41Z
     ("2026-13-45T00:00:00+00:00", None),
 ])
 def test_parse_heartbeat_reads_what_ruby_time_parse_reads(text, expected):
-    got = parse_heartbeat(text)
+    got = codec.parse_heartbeat(text)
     if expected is None:
         assert got is None
     else:
@@ -388,8 +384,8 @@ def test_parse_heartbeat_without_zone_is_local_time_like_ruby(monkeypatch):
     monkeypatch.setenv("TZ", "Asia/Kolkata")
     time.tzset()
     try:
-        assert parse_heartbeat("2026-11-27 17:25:41") == T0
-        assert parse_heartbeat(codec.iso8601_local(T0)) == T0
+        assert codec.parse_heartbeat("2026-11-27 17:25:41") == T0
+        assert codec.parse_heartbeat(codec.iso8601_local(T0)) == T0
         assert codec.iso8601_local(T0) == "2026-11-27T17:25:41+05:30"
     finally:
         monkeypatch.undo()

@@ -103,6 +103,22 @@ def test_backtrace_lines_are_ruby_style_innermost_first():
     assert all("resque_compat/" not in line for line in lines)
 
 
+def test_backtrace_lines_drop_frames_from_every_subpackage():
+    """Not only wire/: a job's error raised through runtime/, common/ or hooks.py shows the
+    job's frames only, as Ruby cuts its own lib/resque frames (WIRE §4.4)."""
+    from resque_compat.common.urls import parse_host_port
+
+    def job_code():
+        parse_host_port("no-port-here")
+
+    try:
+        job_code()
+    except ValueError:
+        lines = records.backtrace_lines(sys.exc_info()[2])
+    assert lines[0].endswith(":in `job_code'")
+    assert not any(f"{os.sep}resque_compat{os.sep}" in line for line in lines)
+
+
 # -- worker:<id> ---------------------------------------------------------------------------------
 
 def test_worker_record_reproduces_fixture_03():

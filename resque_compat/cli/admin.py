@@ -23,6 +23,7 @@ from resque_compat.cli.common import (
     failure_backend,
     table,
 )
+from resque_compat.wire import codec, records
 from resque_compat.wire.records import ParsedWorkerId
 
 if TYPE_CHECKING:  # redis and gevent load inside the commands, so `resque-py --help` stays fast
@@ -70,7 +71,6 @@ class WorkerRow:
 
 def worker_rows(store: Store) -> List[WorkerRow]:
     """Every registered worker, in id order, from one round trip."""
-    from resque_compat.runtime.heartbeat import parse_heartbeat
 
     ids = store.worker_ids()
     jobs, started, beats, now = store.worker_details(ids)
@@ -79,7 +79,7 @@ def worker_rows(store: Store) -> List[WorkerRow]:
         parsed = ParsedWorkerId.parse(wid)
         pid = _LEADING_INT.match(parsed.pid) if parsed else None
         beat = beats.get(wid)
-        beat_time = parse_heartbeat(beat) if beat else None
+        beat_time = codec.parse_heartbeat(beat) if beat else None
         rows.append(WorkerRow(
             id=wid,
             host=parsed.host if parsed else None,
@@ -95,11 +95,10 @@ def worker_rows(store: Store) -> List[WorkerRow]:
 
 def _processing(raw: Optional[bytes]) -> Optional[Dict[str, Any]]:
     """None when idle. resque-web counts a worker as working whenever ``worker:<id>`` exists."""
-    from resque_compat.runtime.heartbeat import held_job
 
     if not raw:
         return None
-    record = held_job(raw)
+    record = records.held_job(raw)
     if record is None or "queue" not in record:
         return {"queue": None, "run_at": None, "class": None, "payload": None,
                 "raw": raw.decode("utf-8", "replace")}
@@ -140,7 +139,7 @@ def remove_worker(obj: Context, worker_id: str) -> None:
     A job it still held is recorded as a Resque::DirtyExit failure ("Job still being
     processed"), then its registration, started time, heartbeat and stats are deleted.
     """
-    from resque_compat.runtime.heartbeat import unregister_workers
+    from resque_compat.runtime.pruning import unregister_workers
     from resque_compat.store.store import Store
 
     resque = connected_client(obj)

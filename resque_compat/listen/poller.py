@@ -22,6 +22,7 @@ import logging
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from resque_compat.listen.events import BUSY, DEPTH, FAILURE, JOB, Event
+from resque_compat.wire import codec
 from resque_compat.wire.keys import Keys
 from resque_compat.wire.records import ParsedWorkerId
 
@@ -30,10 +31,6 @@ logger = logging.getLogger("resque_compat.listen")
 #: New failure entries read per poll; a larger burst is counted from stat:failed but only this
 #: many are parsed for their queue and exception, so one bad minute cannot stall the poll.
 MAX_FAILURE_ENTRIES = 200
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _count(value: Any) -> int:
@@ -103,8 +100,8 @@ class Poller:
         """Read once and return what happened since the previous poll (nothing on the first)."""
         reply = list(self._read())
         processed, failed, failed_len = _count(reply[0]), _count(reply[1]), _count(reply[2])
-        queue_names = sorted(_text(q) for q in reply[3])
-        worker_ids = sorted(_text(w) for w in reply[4])
+        queue_names = sorted(codec.text(q) for q in reply[3])
+        worker_ids = sorted(codec.text(w) for w in reply[4])
         rest = reply[5:]
         depths = {q: _count(n) for q, n in zip(self.queues, rest[: len(self.queues)])}
         rest = rest[len(self.queues):]

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, Iterable, List, Tuple
 from gevent import pywsgi
 from gevent.queue import Full, Queue
 
+from resque_compat.common.urls import parse_host_port
 from resque_compat.listen.events import BUSY, DEPTH, FAILURE, JOB, Event
 from resque_compat.listen.wav import streaming_header
 
@@ -161,10 +162,10 @@ def make_app(broadcast: Broadcast) -> Callable[..., Iterable[bytes]]:
 
 def parse_address(text: str) -> Tuple[str, int]:
     """``127.0.0.1:8765`` -> ("127.0.0.1", 8765); raises ValueError with an example."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"--serve takes HOST:PORT, e.g. --serve 127.0.0.1:8765 (got {text!r})")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    try:
+        return parse_host_port(text, default_host="127.0.0.1")
+    except ValueError:
+        raise ValueError(f"--serve takes HOST:PORT, e.g. --serve 127.0.0.1:8765 (got {text!r})") from None
 
 
 def serve(address: str, broadcast: Broadcast) -> pywsgi.WSGIServer:

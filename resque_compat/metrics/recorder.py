@@ -29,8 +29,8 @@ import redis
 from resque_compat.activejob import JOB_WRAPPER
 from resque_compat.errors import ConfigurationError, ResqueError
 from resque_compat.metrics.sinks import CarbonSink, StatsdSink
-from resque_compat.runtime.heartbeat import parse_heartbeat
 from resque_compat.store.connection import pool_usage
+from resque_compat.wire import codec
 from resque_compat.wire.activejob_args import parse_time
 
 if TYPE_CHECKING:
@@ -223,7 +223,7 @@ class Metrics:
             return
         self.redis_error = None
         self.queue_lengths = dict(zip(queues, sizes))
-        when = parse_heartbeat(beat) if beat else None
+        when = codec.parse_heartbeat(beat) if beat else None
         self.heartbeat_age = None if when is None else max(0.0, now - when)
 
     def flush(self) -> None:

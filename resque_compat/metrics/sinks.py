@@ -12,6 +12,8 @@ import time
 from collections import deque
 from typing import Deque, Iterable, List, Optional, Tuple
 
+from resque_compat.common.urls import parse_host_port
+
 log = logging.getLogger("resque_compat.metrics")
 
 #: Largest StatsD datagram: under a 1500-byte Ethernet MTU minus IP/UDP headers, so a packet is
@@ -27,8 +29,7 @@ CONNECT_TIMEOUT = 2.0
 
 def split_address(text: str) -> Tuple[str, int]:
     """``HOST:PORT`` (settings already checked it) -> (host, port)."""
-    host, _, port = text.rpartition(":")
-    return host.strip("[]"), int(port)
+    return parse_host_port(text)
 
 
 def packets(lines: Iterable[str], limit: int = STATSD_PACKET) -> List[bytes]:

@@ -26,12 +26,7 @@ from gevent.event import AsyncResult, Event
 from resque_compat.store.store import Done, Store
 from resque_compat.wire import codec
 from resque_compat.wire.queues import QueueList
-from resque_compat.wire.records import (
-    Job,
-    parse_job,
-    payload_bytes_from_record,
-    worker_record_prefix,
-)
+from resque_compat.wire.records import Job, job_from_record, parse_job, worker_record_prefix
 
 log = logging.getLogger("resque_compat.fetcher")
 
@@ -45,6 +40,29 @@ FIRST_POLL = 0.001
 CLOSING_RETRIES = 12
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+def _ignore(*_: object) -> None:
+    return None
+
+
+@dataclass
+class FetcherEvents:
+    """What the fetcher tells its owner (the runner), and the one thing it asks. Every call runs
+    in the fetcher's greenlet, so a callback that blocks delays every slot's next job."""
+
+    #: How many more jobs may be taken (the runner's MAX_JOBS budget); None = no limit.
+    allowance: Callable[[], Optional[int]] = lambda: None
+    #: ``n`` jobs were handed to slots (including jobs recovered after a lost reply).
+    jobs_taken: Callable[[int], None] = _ignore
+    #: A poll for waiting slots found every queue empty (none was paused).
+    queues_empty: Callable[[], None] = _ignore
+    #: These failure entries are now in Redis (FAILURE_BACKEND=multiple notifies on them).
+    failures_recorded: Callable[[List[str]], None] = _ignore
+    #: Retired slots that left, after their reserve() got None (see :meth:`Fetcher.retire`).
+    retired: Callable[[List[str]], None] = _ignore
+    #: Redis answers again after an outage: heartbeat and re-register now.
+    reconnected: Callable[[], None] = _ignore
 
 
 @dataclass
@@ -77,7 +95,7 @@ class Fetcher:
         backoff_interval: float,
         poll_cap: float,
         clock: Callable[[], float] = time.time,
-        on_reconnect: Optional[Callable[[], None]] = None,
+        events: Optional[FetcherEvents] = None,
     ) -> None:
         self.store = store
         self.queues = queues
@@ -86,28 +104,14 @@ class Fetcher:
         self.backoff_interval = backoff_interval
         self.poll_cap = poll_cap
         self.clock = clock
-        self.on_reconnect = on_reconnect
-        #: Jobs still allowed before the process recycles itself (MAX_JOBS); None = no limit.
-        self.job_budget: Optional[int] = None
-        self.on_budget_spent: Optional[Callable[[], None]] = None
-        #: Resque's queue_empty hook: a poll found the queues empty after jobs were taken, and
-        #: none is still running (the process went from working to idle).
-        self.on_queue_empty: Optional[Callable[[], None]] = None
-        self._took_jobs = False
+        self.events = events or FetcherEvents()
         self.in_flight = 0  # jobs handed to slots and not yet done_working
-        #: FAILURE_BACKEND=multiple: called with each failure entry once a trip recorded it.
-        self.on_failure_recorded: Optional[Callable[[str], None]] = None
-        #: resque_compat.metrics.recorder.Metrics when --statsd/--graphite/--metrics-port is on; every
-        #: slot (autoscaled ones too) reports each ended job to it. None = off, no cost.
-        self.metrics = None
-        self.paused = False           # USR2 (local); pause-all-workers is checked in Redis
+        self.paused = False           # USR2 (local, see set_paused); pause-all-workers is in Redis
         self.redis_paused = False
         self.current_queues: List[str] = list(queues.include)
         self._waiting: List[Tuple[str, AsyncResult]] = []
         #: Autoscaling: slots that take no new job and leave once their last job is recorded.
         self._retiring: Set[str] = set()
-        #: Called (in this greenlet) with the ids that left, after their reserve() got None.
-        self.on_retired: Optional[Callable[[List[str]], None]] = None
         self._endings: List[_Ending] = []
         self._uncertain: Optional[_Uncertain] = None
         self._wake = Event()
@@ -145,18 +149,21 @@ class Fetcher:
         self._closing = True
         self._wake.set()
 
+    def set_paused(self, paused: bool) -> None:
+        """USR2 / CONT: take no new jobs while paused (ended jobs are still recorded)."""
+        self.paused = paused
+        if not paused:
+            self._wake.set()  # waiting slots ask again now, not at the next poll
+
     def retire(self, worker_ids: Iterable[str]) -> None:
         """Autoscaling: these slots take no new job. Each leaves (its reserve() returns None,
-        then :attr:`on_retired`) only after a round trip that started while it was waiting
+        then ``events.retired``) only after a round trip that started while it was waiting
         has succeeded, so its last ``done_working`` is in Redis before anyone unregisters it."""
         self._retiring.update(worker_ids)
         self._wake.set()
 
     def join(self, timeout: Optional[float] = None) -> bool:
         return self._stopped.wait(timeout)
-
-    def nudge(self) -> None:
-        self._wake.set()
 
     # -- the greenlet --------------------------------------------------------------------------
     def run(self) -> None:
@@ -202,14 +209,11 @@ class Fetcher:
                 if self._stopping:
                     delay = 0.0  # back to the top: flush what is left, or end
                 elif got_jobs:
-                    self._took_jobs = True
                     interval = self.min_interval
                     self._quick_poll = FIRST_POLL
                     delay = 0.0 if self._waiting or self._endings else None
                 elif asked:
-                    if self._took_jobs and self.in_flight <= 0 and self.on_queue_empty is not None:
-                        self._took_jobs = False
-                        self.on_queue_empty()
+                    self.events.queues_empty()
                     if interval == 0:  # INTERVAL=0 (or MIN_INTERVAL=0 after a job): drain, exit
                         self._release_waiting()
                     # Ruby 3.0 backoff: grow by BACKOFF_INTERVAL after each empty poll, capped.
@@ -239,11 +243,10 @@ class Fetcher:
             result.set(None)
 
     def _reconnected(self) -> None:
-        if self.on_reconnect is not None:
-            try:
-                self.on_reconnect()
-            except _REDIS_DOWN as exc:
-                log.error("could not re-register after reconnecting (%s); the heartbeat will", exc)
+        try:
+            self.events.reconnected()
+        except _REDIS_DOWN as exc:
+            log.error("could not re-register after reconnecting (%s); the heartbeat will", exc)
 
     def _trip(self) -> Tuple[bool, bool]:
         """One round trip: finish ended jobs, reserve for waiting slots. Returns (got, asked)."""
@@ -251,8 +254,9 @@ class Fetcher:
         leaving = [w for w in self._waiting if w[0] in self._retiring]
         asking = [] if (self.paused or self._stopping) else [
             w for w in self._waiting if w[0] not in self._retiring]
-        if self.job_budget is not None:
-            asking = asking[: self.job_budget]
+        allowance = self.events.allowance()
+        if allowance is not None:
+            asking = asking[:allowance]
         queues = self._poll_queues() if asking else []
         free_ids = [wid for wid, _ in asking] if queues else []
         run_at = codec.iso8601_utc(self.clock())
@@ -280,8 +284,7 @@ class Fetcher:
         for wid, result in leaving:
             self._retiring.discard(wid)
             result.set(None)
-        if self.on_retired is not None:
-            self.on_retired([wid for wid, _ in leaving])
+        self.events.retired([wid for wid, _ in leaving])
 
     def _hand_out(self, asking: Sequence[Tuple[str, AsyncResult]], jobs: Sequence[Optional[Job]]) -> None:
         """Give ``jobs[i]`` to ``asking[i]``; those slots stop waiting (None = no job)."""
@@ -307,8 +310,7 @@ class Fetcher:
             self._endings = lost.endings + self._endings
             return
         self._recorded(lost.endings)
-        recovered = [_job_from_record(current[wid]) if current[wid] else None
-                     for wid, _ in lost.asking]
+        recovered = [_recover(current[wid]) if current[wid] else None for wid, _ in lost.asking]
         if any(recovered):
             log.warning("recovered %d job(s) reserved during a Redis failure",
                         sum(1 for j in recovered if j))
@@ -316,17 +318,13 @@ class Fetcher:
         self._spend(sum(1 for j in recovered if j))
 
     def _recorded(self, endings: Sequence[_Ending]) -> None:
-        if self.on_failure_recorded is not None:
-            for ending in endings:
-                if ending.done.failure:
-                    self.on_failure_recorded(ending.done.failure)
+        failures = [e.done.failure for e in endings if e.done.failure]
+        if failures:
+            self.events.failures_recorded(failures)
 
     def _spend(self, jobs: int) -> None:
-        if self.job_budget is None or not jobs:
-            return
-        self.job_budget = max(0, self.job_budget - jobs)
-        if self.job_budget == 0 and self.on_budget_spent is not None:
-            self.on_budget_spent()
+        if jobs:
+            self.events.jobs_taken(jobs)
 
     def _poll_queues(self) -> List[str]:
         if self.queues.dynamic:
@@ -336,27 +334,10 @@ class Fetcher:
         return self.current_queues
 
 
-def _job_from_record(record: bytes) -> Optional[Job]:
-    """Rebuild the Job from the ``worker:<id>`` value our script wrote (raw bytes included)."""
-    found = raw_from_record(record)
-    if found is None:
+
+def _recover(record: bytes) -> Optional[Job]:
+    """The job a lost reply's script call recorded for a slot (see the module docstring)."""
+    job = job_from_record(record)
+    if job is None:
         log.error("cannot read back worker record %r; leaving it for the pruner", record[:200])
-        return None
-    return parse_job(found[0], found[1], record)
-
-
-def raw_from_record(record: bytes) -> Optional[Tuple[str, bytes]]:
-    """(queue, the popped item's exact bytes) from a ``worker:<id>`` value our script wrote;
-    None if it does not have the script's layout."""
-    try:
-        data = codec.decode(record)
-        queue = data["queue"]
-    except (codec.DecodeError, KeyError, TypeError):
-        return None
-    body = payload_bytes_from_record(record, data)
-    if body is None:
-        return None
-    if isinstance(data.get("payload"), dict):  # embedded as popped, leading whitespace and all
-        return queue, body
-    # The script escaped a payload that is not a strict JSON object byte by byte (\u00XX).
-    return queue, str(data.get("payload")).encode("latin-1", errors="replace")
+    return job

@@ -30,14 +30,10 @@ from resque_compat.errors import ConfigurationError, TermException
 from resque_compat.failures import notifier_for
 from resque_compat.metrics import recorder as metrics
 from resque_compat.runtime.autoscale import Autoscaler, db_headroom
-from resque_compat.runtime.fetcher import Fetcher
-from resque_compat.runtime.heartbeat import (
-    HeartbeatThread,
-    beat,
-    prune_dead_workers,
-    store_factory,
-    unregister_workers,
-)
+from resque_compat.runtime.fetcher import Fetcher, FetcherEvents
+from resque_compat.runtime.heartbeat import HeartbeatThread, beat, store_factory
+from resque_compat.runtime.process import monitor_hub, rss_mb
+from resque_compat.runtime.pruning import prune_dead_workers, unregister_workers
 from resque_compat.runtime.worker import Worker
 from resque_compat.settings import Settings
 from resque_compat.store.store import Store, connect
@@ -75,6 +71,13 @@ class Runner:
         http.configure(settings.fibers, *settings.http_timeout)
         # Jobs and plugins that enqueue share the worker's bounded pool (client.default()).
         client.set_default(client.Resque(self.store.redis, settings.namespace, settings.redis_url))
+        #: Jobs still allowed before the process recycles itself (MAX_JOBS); None = no limit.
+        self.jobs_left: Optional[int] = settings.max_jobs or None
+        #: Resque's queue_empty hook runs when a poll finds the queues empty after jobs were
+        #: taken and none is still running (the process went from working to idle).
+        self._took_jobs = False
+        # FAILURE_BACKEND=multiple: a bad FAILURE_CALLBACK is a start-up error (exit 2), not a surprise later.
+        self.failure_notifier = notifier_for(settings.failure_backend, settings.failure_callback)
         self.fetcher = Fetcher(
             self.store, self.queues,
             interval=settings.interval,
@@ -83,8 +86,18 @@ class Runner:
             backoff_interval=settings.backoff_interval,
             poll_cap=settings.poll_interval,
             clock=clock,
-            on_reconnect=self._reregister,
+            events=FetcherEvents(
+                allowance=lambda: self.jobs_left,
+                jobs_taken=self._jobs_taken,
+                queues_empty=self._queues_empty,
+                failures_recorded=self._failures_recorded,
+                retired=self._slots_retired,
+                reconnected=self._reregister,
+            ),
         )
+        #: --statsd / --graphite / --metrics-port (binds the port now: a busy one fails start-up);
+        #: every slot, autoscaled ones too, reports each ended job to it. None = off, no cost.
+        self.metrics = metrics.for_runner(self)
         # FIBERS=MIN..MAX starts MIN slots; the autoscaler adds and retires them while running.
         self.workers: List[Worker] = [self._new_worker(slot) for slot in range(settings.effective_fibers_min)]
         self.ids = [w.id for w in self.workers]
@@ -96,23 +109,12 @@ class Runner:
                 settings.effective_fibers_min, settings.fibers,
                 busy=lambda: self.fetcher.in_flight, slots=lambda: len(self.workers) - len(self._leaving),
                 grow=self.add_slots, shrink=self.retire_slots, db_free=lambda: db_headroom(db.stats()))
-        self.fetcher.on_retired = self._slots_retired
         self.heartbeat = HeartbeatThread(store_factory(settings.redis_url, settings.namespace),
                                          self.ids, settings.heartbeat_interval, self._started_text)
-        if settings.max_jobs:
-            self.fetcher.job_budget = settings.max_jobs
-            self.fetcher.on_budget_spent = lambda: self.recycle(f"MAX_JOBS={settings.max_jobs} reached")
-        # FAILURE_BACKEND=multiple: a bad FAILURE_CALLBACK is a start-up error (exit 2), not a surprise later.
-        self.failure_notifier = notifier_for(settings.failure_backend, settings.failure_callback)
-        self.fetcher.on_failure_recorded = self.failure_notifier
-        self.fetcher.on_queue_empty = lambda: hooks.run_worker_hook("queue_empty", self)
         self.shutdown_requested = Event()
         self.exit_code = 0
         self._term_timer: Optional[gevent.Greenlet] = None
         self._last_title = ""
-        #: --statsd / --graphite / --metrics-port (binds the port now: a busy one fails start-up).
-        self.metrics = metrics.for_runner(self)
-        self.fetcher.metrics = self.metrics
 
     # -- life cycle ----------------------------------------------------------------------------
     def run(self) -> int:
@@ -186,7 +188,7 @@ class Runner:
     # -- slots (autoscaling adds and retires them; resque-web must always see the live set) -----
     def _new_worker(self, slot: int) -> Worker:
         return Worker(records.worker_id(self.hostname, self.pid, self.queues.include, str(slot)),
-                      self.fetcher, self.settings.job_timeout, self.clock)
+                      self.fetcher, self.settings.job_timeout, self.clock, self.metrics)
 
     def _join_slots(self, scaler: Optional[gevent.Greenlet]) -> None:
         """Wait for every slot, including ones the autoscaler adds meanwhile, to end."""
@@ -241,6 +243,25 @@ class Runner:
         self.ids = [w.id for w in self.workers]
         self._leaving -= gone
 
+    # -- what the fetcher reports (FetcherEvents; called in the fetcher's greenlet) ------------
+    def _jobs_taken(self, count: int) -> None:
+        self._took_jobs = True
+        if self.jobs_left is None:
+            return
+        self.jobs_left = max(0, self.jobs_left - count)
+        if self.jobs_left == 0:
+            self.recycle(f"MAX_JOBS={self.settings.max_jobs} reached")
+
+    def _queues_empty(self) -> None:
+        if self._took_jobs and self.fetcher.in_flight <= 0:
+            self._took_jobs = False
+            hooks.run_worker_hook("queue_empty", self)
+
+    def _failures_recorded(self, entries: List[str]) -> None:
+        if self.failure_notifier is not None:
+            for entry in entries:
+                self.failure_notifier(entry)
+
     def _reregister(self) -> None:
         """After a Redis outage: heartbeat now and re-register slots a restarted Redis lost."""
         beat(self.store, self.ids, self._started_text)
@@ -260,10 +281,7 @@ class Runner:
     def quit(self) -> None:
         """QUIT: take no new jobs, let every in-flight job finish, then exit 0."""
         log.info("QUIT received: finishing %d job(s), then exiting", self.busy_count())
-        if not self.shutdown_requested.is_set():
-            hooks.run_worker_hook("on_shutdown", self)
-        self.shutdown_requested.set()
-        self.fetcher.stop()
+        self._begin_shutdown()
 
     def terminate(self, name: str = "SIGTERM") -> None:
         """TERM/INT: no new jobs; in-flight jobs get RESQUE_TERM_TIMEOUT, then are killed and
@@ -273,10 +291,7 @@ class Runner:
             return
         log.info("%s received: giving %d job(s) %.1fs to finish", name, self.busy_count(),
                  self.settings.term_timeout)
-        if not self.shutdown_requested.is_set():
-            hooks.run_worker_hook("on_shutdown", self)
-        self.shutdown_requested.set()
-        self.fetcher.stop()
+        self._begin_shutdown()
         self._term_timer = gevent.spawn_later(self.settings.term_timeout, self.kill_jobs, name)
 
     def kill_jobs(self, name: str = "SIGUSR1") -> None:
@@ -299,20 +314,25 @@ class Runner:
                 os.write(self.settings.supervisor_fd, b"recycling\n")
             except OSError as exc:
                 log.warning("could not tell the pool supervisor we are recycling (%s)", exc)
-        hooks.run_worker_hook("on_shutdown", self)
+        self._begin_shutdown()
+
+    def _begin_shutdown(self) -> None:
+        """Take no new jobs (QUIT, TERM, recycling): Ruby's on_shutdown hook, once per process
+        whatever asked first, then stop the fetcher; in-flight jobs carry on."""
+        if not self.shutdown_requested.is_set():
+            hooks.run_worker_hook("on_shutdown", self)
         self.shutdown_requested.set()
         self.fetcher.stop()
 
     def pause(self) -> None:
         log.info("USR2 received: pausing (no new jobs until CONT)")
         hooks.run_worker_hook("before_pause", self)
-        self.fetcher.paused = True
+        self.fetcher.set_paused(True)
         self._refresh_title()
 
     def resume(self) -> None:
         log.info("CONT received: resuming")
-        self.fetcher.paused = False
-        self.fetcher.nudge()
+        self.fetcher.set_paused(False)
         self._refresh_title()
         hooks.run_worker_hook("after_pause", self)
 
@@ -361,41 +381,3 @@ class Runner:
             except FileNotFoundError:
                 pass
 
-
-def rss_mb() -> float:
-    """Resident set size of this process in MB (Linux /proc; 0 where unavailable)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            pages = int(fh.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
-
-
-def monitor_hub(threshold: float, running: Callable[[], List[str]]) -> None:
-    """Have gevent's monitor thread report a hub blocked for ``threshold`` seconds (a CPU loop or
-    a C call in a job), and log which jobs were running. Heartbeats are unaffected: they run
-    in their own OS thread."""
-    if threshold <= 0:
-        return
-    import gevent.events
-    import zope.event
-
-    # gevent reports once per period while one greenlet keeps the hub, each time with only the
-    # threshold; measure the whole episode so the log says how long the job really blocked.
-    episode = {"greenlet": None, "since": 0.0, "last": 0.0}
-
-    def on_event(event: object) -> None:
-        if not isinstance(event, gevent.events.EventLoopBlocked):
-            return
-        now = time.monotonic()
-        if event.greenlet is not episode["greenlet"] or now - episode["last"] > 3 * threshold:
-            episode.update(greenlet=event.greenlet, since=now - event.blocking_time)
-        episode["last"] = now
-        log.warning("gevent hub blocked for %.1fs so far (HUB_BLOCK_THRESHOLD=%gs); running: %s",
-                    now - episode["since"], threshold, "; ".join(running()) or "no job")
-
-    gevent.config.monitor_thread = True
-    gevent.config.max_blocking_time = threshold
-    zope.event.subscribers.append(on_event)
-    gevent.get_hub().start_periodic_monitoring_thread()

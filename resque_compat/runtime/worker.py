@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import gevent
 
@@ -18,6 +18,9 @@ from resque_compat.runtime.fetcher import Fetcher
 from resque_compat.wire import codec, records
 from resque_compat.wire.records import Job
 
+if TYPE_CHECKING:  # the recorder imports the runtime it reports on
+    from resque_compat.metrics.recorder import Metrics
+
 log = logging.getLogger("resque_compat.worker")
 
 
@@ -25,9 +28,10 @@ class Worker:
     """One slot: the id ``host:pid:queues:slot`` that resque-web lists as a worker."""
 
     def __init__(self, worker_id: str, fetcher: Fetcher, job_timeout: float = 0.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, metrics: Optional[Metrics] = None) -> None:
         self.id = worker_id
         self.fetcher = fetcher
+        self.metrics = metrics
         self.job_timeout = job_timeout
         self.clock = clock
         self.job: Optional[Job] = None
@@ -73,8 +77,8 @@ class Worker:
         finally:
             self.job = None
             self.processed += 1
-            if self.fetcher.metrics is not None:  # in-memory counts only; flushed periodically
-                self.fetcher.metrics.job_ended(job, self.job_started, self.clock(), failure is not None)
+            if self.metrics is not None:  # in-memory counts only; flushed periodically
+                self.metrics.job_ended(job, self.job_started, self.clock(), failure is not None)
             # failure entry + stat:failed, then DEL worker:<id> + stat:processed: one trip,
             # batched with other slots'; retried (never twice) while Redis is away.
             self.fetcher.done_working(job, self.id, failure)

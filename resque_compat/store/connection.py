@@ -30,7 +30,7 @@ import redis
 from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from resque_compat.db import redact
+from resque_compat.common.urls import parse_host_port, redact
 from resque_compat.errors import ConfigurationError
 
 log = logging.getLogger("resque_compat.connection")
@@ -154,13 +154,10 @@ def parse_sentinel_url(url: str) -> Tuple[List[Tuple[str, int]], str, int, str, 
     username, _, password = userinfo.partition(":") if at else ("", "", "")
     sentinels: List[Tuple[str, int]] = []
     for item in hosts_text.split(","):
-        host, colon, port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
-        if not host:
-            raise bad(f"sentinel address {item!r} has no host")
         try:
-            sentinels.append((host.strip("[]"), int(port) if colon else DEFAULT_SENTINEL_PORT))
-        except ValueError:
-            raise bad(f"sentinel port {port!r} is not a number") from None
+            sentinels.append(parse_host_port(item, default_port=DEFAULT_SENTINEL_PORT))
+        except ValueError as exc:
+            raise bad(f"sentinel address {item.strip()!r}: {exc}") from None
     parts = [unquote(p) for p in path.split("/") if p]
     if not parts or len(parts) > 2:
         raise bad("the path must be /<service name>[/<db>]")

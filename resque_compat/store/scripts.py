@@ -1,9 +1,15 @@
 """The Lua script behind ``Store.finish_and_reserve``: the worker's whole Redis hot path in one
-atomic call (kept apart from store.py so each reads on its own; store.py sends it).
+atomic call, with the functions that build its KEYS/ARGV and read its reply right below it, so
+the offsets the Lua indexes and the lists Python builds are checked side by side (store.py sends
+it).
 """
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+from resque_compat.wire.keys import Keys
+from resque_compat.wire.records import reserved_record
 
 #: The hot path of every worker slot, in one atomic script call:
 #:
@@ -142,10 +148,49 @@ end
 return out
 """
 
-_NEEDS_ESCAPE = re.compile(rb'[\x00-\x1f"\\\x7f-\xff]')
+@dataclass(frozen=True)
+class Done:
+    """A slot whose job ended, with the failure entry to write first if the job failed."""
+
+    worker_id: str
+    failure: Optional[str] = None
+    queue: Optional[str] = None
 
 
-def escaped_json_string(raw: bytes) -> bytes:
-    """What the script stores for a payload that is not a JSON object: a JSON string with every
-    control, quote, backslash and non-ASCII byte written as ``\\u00XX`` (lossless, byte by byte)."""
-    return b'"' + _NEEDS_ESCAPE.sub(lambda m: b"\\u%04x" % m.group(0)[0], raw) + b'"'
+@dataclass(frozen=True)
+class Reserved:
+    """One popped job: which free slot got it, from which queue, its raw bytes, and the exact
+    ``worker:<id>`` value the script wrote (to recognise it after a lost reply)."""
+
+    slot_index: int
+    queue: str
+    raw: bytes
+    record: bytes
+
+
+def reserve_call(keys: Keys, failure_backend: str, done: Sequence[Done], free_ids: Sequence[str],
+                 queues: Sequence[str], record_prefixes: Sequence[str]) -> Tuple[List[str], List[object]]:
+    """KEYS and ARGV for :data:`RESERVE_SCRIPT`, in the order its comment lists them."""
+    script_keys = [keys.pause_all_workers, keys.processed, keys.failed_count, keys.failed_queues]
+    args: List[object] = [len(done), len(free_ids), len(queues)]
+    for d in done:  # KEYS[k..k+3] and ARGV[a..a+1] of the script's first loop
+        script_keys += [keys.worker(d.worker_id), keys.worker_processed(d.worker_id),
+                        keys.worker_failed(d.worker_id), keys.failure_list(d.queue, failure_backend)]
+        member = keys.failed_queues_member(d.queue, failure_backend) if d.failure else None
+        args += [d.failure or "", member or ""]
+    script_keys.extend(keys.worker(wid) for wid in free_ids)   # free_first
+    script_keys.extend(keys.queue(q) for q in queues)           # queue_first
+    args.extend(record_prefixes)                                # ARGV[a + q - 1]
+    return script_keys, args
+
+
+def read_reserve_reply(reply: Sequence, queues: Sequence[str],
+                       record_prefixes: Sequence[str]) -> Tuple[bool, List[Reserved]]:
+    """(paused, jobs) from :data:`RESERVE_SCRIPT`'s reply ``{paused, (q index, raw, embedded)*}``."""
+    jobs = []
+    for i in range((len(reply) - 1) // 3):
+        q_index, raw, embedded = reply[1 + 3 * i: 4 + 3 * i]
+        q_index = int(q_index) - 1  # Lua counts from 1
+        jobs.append(Reserved(i, queues[q_index], raw,
+                             reserved_record(record_prefixes[q_index], raw, bool(int(embedded)))))
+    return bool(int(reply[0])), jobs

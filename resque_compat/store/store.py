@@ -13,28 +13,15 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import redis
 
-from resque_compat.store.scripts import RESERVE_SCRIPT, escaped_json_string
+from resque_compat.store.scripts import (  # noqa: F401  Done, Reserved: callers import them from here
+    RESERVE_SCRIPT,
+    Done,
+    Reserved,
+    read_reserve_reply,
+    reserve_call,
+)
+from resque_compat.wire.codec import text
 from resque_compat.wire.keys import Keys
-
-
-@dataclass(frozen=True)
-class Done:
-    """A slot whose job ended, with the failure entry to write first if the job failed."""
-
-    worker_id: str
-    failure: Optional[str] = None
-    queue: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class Reserved:
-    """One popped job: which free slot got it, from which queue, its raw bytes, and the exact
-    ``worker:<id>`` value the script wrote (to recognise it after a lost reply)."""
-
-    slot_index: int
-    queue: str
-    raw: bytes
-    record: bytes
 
 
 @dataclass(frozen=True)
@@ -46,10 +33,10 @@ class PruneView:
     server_time: float
 
 
-def _text(value: Optional[bytes]) -> Optional[str]:
-    if value is None:
-        return None
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+def server_seconds(reply: Sequence[int]) -> float:
+    """Redis ``TIME`` (seconds, microseconds) as epoch seconds: the clock heartbeats are aged by."""
+    secs, micros = reply
+    return secs + micros / 1e6
 
 
 class Store:
@@ -87,7 +74,7 @@ class Store:
         return int(self.redis.llen(self.keys.queue(queue)))
 
     def queue_names(self) -> List[str]:
-        return sorted(_text(q) for q in self.redis.smembers(self.keys.queues))
+        return sorted(text(q) for q in self.redis.smembers(self.keys.queues))
 
     def remove_queue(self, queue: str) -> None:
         """``Resque.remove_queue``: SREM queues + DEL queue:<q>."""
@@ -113,8 +100,8 @@ class Store:
         pipe.llen(self.keys.failed)
         pipe.smembers(self.keys.workers)
         queues_raw, processed, failed, workers_raw = pipe.execute()
-        queues = sorted(_text(q) for q in queues_raw)
-        workers = sorted(_text(w) for w in workers_raw)
+        queues = sorted(text(q) for q in queues_raw)
+        workers = sorted(text(w) for w in workers_raw)
         pipe = self.redis.pipeline(transaction=False)
         for q in queues:
             pipe.llen(self.keys.queue(q))
@@ -127,7 +114,7 @@ class Store:
         return queues, sizes, _int(processed), int(failed), workers, working
 
     def worker_ids(self) -> List[str]:
-        return sorted(_text(w) for w in self.redis.smembers(self.keys.workers))
+        return sorted(text(w) for w in self.redis.smembers(self.keys.workers))
 
     def worker_jobs(self, ids: Sequence[str]) -> List[Optional[bytes]]:
         """MGET worker:<id> for each id (resque-web's Working page read)."""
@@ -145,10 +132,10 @@ class Store:
         if ids:  # MGET refuses an empty key list
             pipe.mget([self.keys.worker(i) for i in ids])
             pipe.mget([self.keys.worker_started(i) for i in ids])
-        beats, (secs, micros), *per_id = pipe.execute()
+        beats, now, *per_id = pipe.execute()
         jobs, started = per_id if ids else ([], [])
-        return (list(jobs), list(started), {_text(k): _text(v) for k, v in beats.items()},
-                secs + micros / 1e6)
+        return (list(jobs), list(started), {text(k): text(v) for k, v in beats.items()},
+                server_seconds(now))
 
     def queue_sizes_and_heartbeat(self, queues: Sequence[str], worker_id: str
                                   ) -> Tuple[List[int], Optional[str], float]:
@@ -159,8 +146,8 @@ class Store:
             pipe.llen(self.keys.queue(q))
         pipe.hget(self.keys.heartbeats, worker_id)
         pipe.time()
-        *sizes, beat, (secs, micros) = pipe.execute()
-        return [int(n) for n in sizes], _text(beat), secs + micros / 1e6
+        *sizes, beat, now = pipe.execute()
+        return [int(n) for n in sizes], None if beat is None else text(beat), server_seconds(now)
 
     def set_pause_all(self, paused: bool) -> None:
         """SET ``pause-all-workers`` to ``true`` (every Ruby and Python worker stops taking jobs
@@ -196,11 +183,11 @@ class Store:
         pipe.smembers(self.keys.workers)
         pipe.hgetall(self.keys.heartbeats)
         pipe.time()
-        workers, beats, (secs, micros) = pipe.execute()
+        workers, beats, now = pipe.execute()
         return PruneView(
-            workers=sorted(_text(w) for w in workers),
-            heartbeats={_text(k): _text(v) for k, v in beats.items()},
-            server_time=secs + micros / 1e6,
+            workers=sorted(text(w) for w in workers),
+            heartbeats={text(k): text(v) for k, v in beats.items()},
+            server_time=server_seconds(now),
         )
 
     def register_workers(self, ids: Sequence[str], started: str, beat: Optional[str] = None) -> None:
@@ -218,8 +205,7 @@ class Store:
         pipe.execute()
 
     def server_time(self) -> float:
-        secs, micros = self.redis.time()
-        return secs + micros / 1e6
+        return server_seconds(self.redis.time())
 
     def registered(self, ids: Sequence[str]) -> List[bool]:
         pipe = self.redis.pipeline(transaction=False)
@@ -245,36 +231,9 @@ class Store:
         Returns (paused, jobs); ``paused`` means ``pause-all-workers`` is set and nothing was
         taken.
         """
-        keys = [self.keys.pause_all_workers, self.keys.processed, self.keys.failed_count,
-                self.keys.failed_queues]
-        args: List[object] = [len(done), len(free_ids), len(queues)]
-        for d in done:
-            keys += [self.keys.worker(d.worker_id), self.keys.worker_processed(d.worker_id),
-                     self.keys.worker_failed(d.worker_id), self._failure_list(d.queue)]
-            args += [d.failure or "", self._failed_queue_member(d.queue) if d.failure else ""]
-        keys.extend(self.keys.worker(wid) for wid in free_ids)
-        keys.extend(self.keys.queue(q) for q in queues)
-        args.extend(record_prefixes)
-        reply = self._reserve(keys=keys, args=args)
-        paused = bool(int(reply[0]))
-        jobs = []
-        for i in range((len(reply) - 1) // 3):
-            q_index, raw, embedded = reply[1 + 3 * i: 4 + 3 * i]
-            q_index = int(q_index) - 1
-            body = raw if int(embedded) else escaped_json_string(raw)
-            jobs.append(Reserved(i, queues[q_index], raw,
-                                 record_prefixes[q_index].encode("utf-8") + body + b"}"))
-        return paused, jobs
-
-    def _failure_list(self, queue: Optional[str]) -> str:
-        if self.failure_backend == "redis_multi_queue" and isinstance(queue, str):
-            return self.keys.queue_failed(queue)
-        return self.keys.failed
-
-    def _failed_queue_member(self, queue: Optional[str]) -> str:
-        if self.failure_backend == "redis_multi_queue" and isinstance(queue, str):
-            return self.keys.queue_failed_name(queue)
-        return ""
+        keys, args = reserve_call(self.keys, self.failure_backend, done, free_ids, queues,
+                                  record_prefixes)
+        return read_reserve_reply(self._reserve(keys=keys, args=args), queues, record_prefixes)
 
     def unregister_workers(self, ids: Sequence[str], failures: Sequence[str] = (),
                            requeues: Sequence[Tuple[str, bytes]] = (),
@@ -290,9 +249,10 @@ class Store:
         pipe = self.redis.pipeline(transaction=True)
         for i, entry in enumerate(failures):
             queue = failure_queues[i] if i < len(failure_queues) else None
-            pipe.rpush(self._failure_list(queue), entry)
-            if self._failed_queue_member(queue):
-                pipe.sadd(self.keys.failed_queues, self._failed_queue_member(queue))
+            pipe.rpush(self.keys.failure_list(queue, self.failure_backend), entry)
+            member = self.keys.failed_queues_member(queue, self.failure_backend)
+            if member is not None:
+                pipe.sadd(self.keys.failed_queues, member)
         for queue, item in requeues:
             pipe.sadd(self.keys.queues, queue)
             pipe.lpush(self.keys.queue(queue), item)

@@ -16,8 +16,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import re
 import time
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from resque_compat.errors import EncodeError
 
@@ -158,6 +159,12 @@ def decode(raw: Union[str, bytes]) -> Any:
 
 # -- Ruby time strings (fixture README, "Time formats seen") -----------------------------------
 
+def text(value: Any) -> str:
+    """A Redis reply (bytes, as our clients use ``decode_responses=False``) as text; invalid
+    UTF-8 becomes U+FFFD rather than failing a read of someone else's data."""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
 def _local(epoch: float) -> time.struct_time:
     return time.localtime(int(epoch))
 
@@ -216,3 +223,35 @@ def ruby_time_to_s(value: _dt.datetime) -> str:
     if not local and offset == _dt.timedelta(0) and value.tzname() in ("UTC", "Z"):
         return base + " UTC"
     return f"{base} {utc_offset(int(offset.total_seconds()), colon=False)}"
+
+
+#: The heartbeat shapes Ruby's ``Time.parse`` reads (WIRE §3.6): ``T`` or a space between date
+#: and time, optional fraction, and a zone that is ``Z``/``UTC``/``GMT``, a numeric offset with or
+#: without a colon (``+05:30``, ``+0530``, ``+05``), or absent (then the reader's local time).
+_HEARTBEAT = re.compile(
+    r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:T|\s+)(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:[.,](\d+))?)?"
+    r"\s*(?:(?P<utc>Z|UTC|GMT)|(?P<sign>[+-])(?P<oh>\d{2})(?::?(?P<om>\d{2}))?)?$",
+    re.IGNORECASE,
+)
+
+
+def parse_heartbeat(text: str) -> Optional[float]:
+    """Epoch seconds of a heartbeat value, for the formats Ruby's ``Time.parse`` reads back
+    from Ruby and from us; None for anything else (we never prune on a value we cannot read)."""
+    m = _HEARTBEAT.match(text.strip())
+    if m is None:
+        return None
+    year, month, day, hour, minute = (int(g) for g in m.groups()[:5])
+    second = int(m.group(6) or 0)
+    micro = int((m.group(7) or "0")[:6].ljust(6, "0"))
+    if m.group("utc"):
+        tz: Optional[_dt.tzinfo] = _dt.timezone.utc
+    elif m.group("sign"):
+        minutes = int(m.group("oh")) * 60 + int(m.group("om") or 0)
+        tz = _dt.timezone(_dt.timedelta(minutes=-minutes if m.group("sign") == "-" else minutes))
+    else:
+        tz = None  # Ruby reads a zone-less time as the reader's local time; so does timestamp()
+    try:
+        return _dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=tz).timestamp()
+    except (ValueError, OverflowError):
+        return None

@@ -133,6 +133,21 @@ class Keys:
         """The member written to ``failed_queues`` (no prefix), e.g. ``critical_failed``."""
         return queue + "_failed"
 
+    def failure_list(self, queue: Optional[str], backend: str) -> str:
+        """Where a failure of a job from ``queue`` is RPUSHed under FAILURE_BACKEND=``backend``:
+        ``<queue>_failed`` for redis_multi_queue, else ``failed``. Ruby's RedisMultiQueue falls
+        back to ``failed`` only for an entry without a queue name (WIRE §4.4, fixture 10)."""
+        if backend == "redis_multi_queue" and isinstance(queue, str):
+            return self.queue_failed(queue)
+        return self.failed
+
+    def failed_queues_member(self, queue: Optional[str], backend: str) -> Optional[str]:
+        """The ``failed_queues`` member SADDed with such a failure (None: the backend keeps
+        no ``failed_queues`` set for it)."""
+        if backend == "redis_multi_queue" and isinstance(queue, str):
+            return self.queue_failed_name(queue)
+        return None
+
     def failed_queue_list(self, member: str) -> str:
         """The list a ``failed_queues`` member names: Ruby uses the member itself as the key
         (``Resque.list_range("critical_failed", ...)``), whoever wrote it (fixture 10)."""

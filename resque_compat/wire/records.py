@@ -1,5 +1,8 @@
 """The shapes of Resque's wire records: job, worker id, ``worker:<id>`` value, failure entry.
 
+The one home of the ``worker:<id>`` value: built here (also the bytes the reserve script
+writes), and read back here (the fetcher after a lost reply, the pruner, ``remove-worker``).
+
 Pure: builds and parses strings with :mod:`codec`, never talks to Redis. Byte layouts follow
 WIRE §3.1, §4.1 and §4.4 and are checked against ``fixtures/`` in ``tests/test_records.py``.
 """
@@ -10,14 +13,15 @@ import re
 import traceback
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 from resque_compat.wire import codec
 
 #: Characters allowed in a slot token: nothing Ruby or resque-web splits ids on (WIRE §3.8).
 SLOT_TOKEN = re.compile(r"^[A-Za-z0-9_]+$")
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: The resque_compat package (this file is in its wire/ subpackage): backtraces drop its frames.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # -- worker ids ---------------------------------------------------------------------------------
@@ -180,6 +184,59 @@ def worker_record(queue: str, run_at: str, payload_json: str) -> str:
     return worker_record_prefix(queue, run_at) + payload_json + "}"
 
 
+_NEEDS_ESCAPE = re.compile(rb'[\x00-\x1f"\\\x7f-\xff]')
+
+
+def escaped_json_string(raw: bytes) -> bytes:
+    """What the reserve script stores for a payload that is not a JSON object: a JSON string
+    with every control, quote, backslash and non-ASCII byte written as ``\\u00XX`` (lossless,
+    byte by byte). The Lua twin is ``as_json_string`` in store/scripts.py."""
+    return b'"' + _NEEDS_ESCAPE.sub(lambda m: b"\\u%04x" % m.group(0)[0], raw) + b'"'
+
+
+def reserved_record(prefix: str, raw: bytes, embedded: bool) -> bytes:
+    """The exact ``worker:<id>`` bytes the reserve script wrote for a job it popped: ``prefix``
+    (:func:`worker_record_prefix`), the payload as popped (or, if the script found it was not a
+    strict JSON object, :func:`escaped_json_string` of it), and ``}``."""
+    body = raw if embedded else escaped_json_string(raw)
+    return prefix.encode("utf-8") + body + b"}"
+
+
+def held_job(raw: Optional[bytes]) -> Optional[dict]:
+    """The decoded ``worker:<id>`` value: the job a worker holds; None when idle or unreadable."""
+    if not raw:
+        return None
+    try:
+        record = codec.decode(raw)
+    except codec.DecodeError:
+        return None
+    return record if isinstance(record, dict) and record else None
+
+
+def raw_from_record(record: bytes) -> Optional[Tuple[str, bytes]]:
+    """(queue, the popped item's exact bytes) from a ``worker:<id>`` value the reserve script
+    wrote; None if it does not have the script's layout."""
+    try:
+        data = codec.decode(record)
+        queue = data["queue"]
+    except (codec.DecodeError, KeyError, TypeError):
+        return None
+    body = payload_bytes_from_record(record, data)
+    if body is None:
+        return None
+    if isinstance(data.get("payload"), dict):  # embedded as popped, leading whitespace and all
+        return queue, body
+    # The script escaped a payload that is not a strict JSON object byte by byte (\u00XX).
+    return queue, str(data.get("payload")).encode("latin-1", errors="replace")
+
+
+def job_from_record(record: bytes) -> Optional[Job]:
+    """Rebuild the Job from a ``worker:<id>`` value the reserve script wrote (raw bytes
+    included); None if it does not have the script's layout."""
+    found = raw_from_record(record)
+    return None if found is None else parse_job(found[0], found[1], record)
+
+
 # -- failure entries -----------------------------------------------------------------------------
 
 def failure_entry(
@@ -204,6 +261,20 @@ def failure_entry(
         "}",
     ]
     return "".join(parts)
+
+
+def dirty_exit_entry(record: dict, exc: BaseException, worker_id: str, when: float) -> str:
+    """The failure Ruby's ``unregister_worker`` writes for a job a worker still held (``record``
+    is its decoded ``worker:<id>`` value; the backtrace is ``[]``)."""
+    return failure_entry(
+        failed_at=codec.failed_at(when),
+        payload_json=codec.encode(record.get("payload")),
+        exception=exception_name(exc),
+        error=str(exc),
+        backtrace=[],
+        worker=worker_id,
+        queue=record.get("queue"),
+    )
 
 
 def _valid_text(text: Any) -> str:

@@ -1,0 +1,49 @@
+"""Watches on the whole OS process, not on any one job: its memory (MAX_MEMORY) and a gevent hub
+that a job keeps from switching (HUB_BLOCK_THRESHOLD)."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Callable, List
+
+log = logging.getLogger("resque_compat.runner")  # the logger name operators already filter on
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MB (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            pages = int(fh.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def monitor_hub(threshold: float, running: Callable[[], List[str]]) -> None:
+    """Have gevent's monitor thread report a hub blocked for ``threshold`` seconds (a CPU loop or
+    a C call in a job), and log which jobs were running. Heartbeats are unaffected: they run
+    in their own OS thread."""
+    if threshold <= 0:
+        return
+    import gevent.events
+    import zope.event
+
+    # gevent reports once per period while one greenlet keeps the hub, each time with only the
+    # threshold; measure the whole episode so the log says how long the job really blocked.
+    episode = {"greenlet": None, "since": 0.0, "last": 0.0}
+
+    def on_event(event: object) -> None:
+        if not isinstance(event, gevent.events.EventLoopBlocked):
+            return
+        now = time.monotonic()
+        if event.greenlet is not episode["greenlet"] or now - episode["last"] > 3 * threshold:
+            episode.update(greenlet=event.greenlet, since=now - event.blocking_time)
+        episode["last"] = now
+        log.warning("gevent hub blocked for %.1fs so far (HUB_BLOCK_THRESHOLD=%gs); running: %s",
+                    now - episode["since"], threshold, "; ".join(running()) or "no job")
+
+    gevent.config.monitor_thread = True
+    gevent.config.max_blocking_time = threshold
+    zope.event.subscribers.append(on_event)
+    gevent.get_hub().start_periodic_monitoring_thread()

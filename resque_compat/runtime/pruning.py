@@ -1,0 +1,156 @@
+"""Ruby's dead-worker pruning and unregistering, rule for rule (WIRE §3.5, §3.6).
+
+A worker whose heartbeat is older than the prune interval, or a same-host worker whose pid is
+gone from ``ps``, is unregistered by whoever starts first, Ruby or us; a job it still held
+becomes a ``DirtyExit`` failure entry (or, with DIRTY_EXIT=requeue, goes back to its queue).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from resque_compat.errors import DirtyExit, PruneDeadWorkerDirtyExit
+from resque_compat.store.store import Store
+from resque_compat.wire import codec, records
+from resque_compat.wire.queues import QueueList
+
+log = logging.getLogger("resque_compat.heartbeat")  # the logger name operators already filter on
+
+#: What Ruby's pruner greps ``ps -A -o pid,command`` for (WIRE §3.5 step 2):
+#: ``grep -E "[r]esque:work|[r]esque:\sStarting|[r]esque-[0-9]" | grep -v "resque-web"``.
+RESQUE_PS_LINE = re.compile(r"resque:work|resque:\sStarting|resque-[0-9]")
+
+
+def resque_pids() -> List[str]:
+    """Pids (as strings, compared exactly as Ruby does) of processes that look like Resque."""
+    # Any process may have argv bytes that are not UTF-8: never let one crash our start-up.
+    out = subprocess.run(["ps", "-A", "-o", "pid,command"], capture_output=True, text=True,
+                         errors="replace", check=False).stdout
+    pids = []
+    for line in out.splitlines()[1:]:
+        if RESQUE_PS_LINE.search(line) and "resque-web" not in line:
+            pids.append(line.split(None, 1)[0])
+    return pids
+
+
+def _pruner_fields(wid: str) -> Optional[tuple]:
+    """(host, pid, queue set) as Ruby's pruner reads an id (WIRE §3.4); None where Ruby crashes."""
+    parsed = records.ParsedWorkerId.parse(wid)
+    return None if parsed is None else (parsed.host, parsed.pid, frozenset(parsed.queues))
+
+
+def _ruby_to_s(value: object) -> str:
+    """``"#{value}"`` for the JSON scalars a job's ``class`` can hold."""
+    if value is True:
+        return "true"
+    if isinstance(value, float):
+        return codec.ruby_float(value)
+    if isinstance(value, str):
+        return value
+    # Ruby would print a Hash or Array with #inspect; neither names a class, so JSON will do.
+    return codec.encode(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def prune_dead_workers(
+    store: Store,
+    own_id: str,
+    queues: QueueList,
+    hostname: str,
+    prune_interval: float,
+    lock_ttl: float,
+    now: Callable[[], float],
+    pids: Callable[[], List[str]] = resque_pids,
+    dirty_exit: str = "fail",
+) -> List[str]:
+    """Ruby's ``Worker#prune_dead_workers``, rule for rule. Returns the ids it unregistered.
+
+    Never touches a live Ruby worker: same host, exact pid string in ``ps``, same queue set
+    (or ``*`` in ours), and heartbeat age against Redis TIME, as in WIRE §3.5.
+    """
+    if not store.acquire_pruning_lock(own_id, int(lock_ttl)):
+        return []
+    view = store.prune_view()
+    # 1. Heartbeat path, any host, every field of workers:heartbeat (registered or not):
+    #    Ruby's ``(now - Time.parse(beat)).to_i > Resque.prune_interval``.
+    expired: Dict[str, None] = {}
+    for wid, value in view.heartbeats.items():
+        if _pruner_fields(wid) is None:
+            log.warning("not pruning %s: not a worker id Ruby could parse", wid)
+            continue
+        when = codec.parse_heartbeat(value)
+        if when is None:
+            log.warning("not pruning %s: its heartbeat %r is not a time Ruby could parse", wid, value)
+            continue
+        if int(view.server_time - when) > prune_interval:
+            expired[wid] = None
+    # 2. ps path: same host, same queue set (unless we have '*'), pid string not in ps.
+    local_pids: Optional[List[str]] = None
+    same_host: List[str] = []
+    own_set = frozenset(queues.include)
+    for wid in view.workers:
+        if wid in expired:
+            continue
+        fields = _pruner_fields(wid)
+        if fields is None:
+            log.warning("not pruning %s: not a worker id Ruby could parse", wid)
+            continue
+        host, pid, worker_queues = fields
+        if not queues.has_star and worker_queues != own_set:
+            continue
+        if host != hostname:
+            continue
+        if local_pids is None:
+            local_pids = pids()
+        if pid in local_pids:
+            continue
+        same_host.append(wid)
+    victims = list(expired) + same_host
+    if not victims:
+        return []
+    held = dict(zip(victims, store.worker_jobs(victims)))
+    entries = []
+    entry_queues: List[Optional[str]] = []  # each entry's job queue, for redis_multi_queue
+    requeues: List[Tuple[str, bytes]] = []
+    for wid in victims:
+        record = records.held_job(held.get(wid))
+        if record is None:
+            continue
+        if dirty_exit == "requeue" and isinstance(record.get("payload"), dict) \
+                and isinstance(record.get("queue"), str):
+            # DIRTY_EXIT=requeue: back to the head of its queue, exact bytes (at-least-once).
+            item = records.payload_bytes_from_record(held[wid], record) or \
+                codec.encode(record["payload"]).encode("utf-8")
+            requeues.append((record["queue"], item))
+            continue
+        if wid in expired:
+            # Ruby: job_class = worker.job(false)['payload']['class'] rescue nil; job ||= "<Unknown Job>"
+            payload = record.get("payload")
+            job_class = payload.get("class") if isinstance(payload, dict) else None
+            shown = "<Unknown Job>" if job_class is None or job_class is False else _ruby_to_s(job_class)
+            exc: DirtyExit = PruneDeadWorkerDirtyExit(
+                f"Worker {wid} did not gracefully exit while processing {shown}")
+        else:
+            exc = DirtyExit("Job still being processed")
+        entries.append(records.dirty_exit_entry(record, exc, wid, now()))
+        entry_queues.append(record.get("queue"))
+    for wid in victims:
+        log.info("Pruning dead worker: %s", wid)
+    store.unregister_workers(victims, entries, requeues, entry_queues)
+    return victims
+
+
+def unregister_workers(store: Store, ids: Sequence[str], now: Callable[[], float]) -> List[dict]:
+    """Ruby's ``unregister_worker`` for live ids (shutdown, ``remove-worker``): a
+    ``Resque::DirtyExit "Job still being processed"`` entry for each job still held, then the
+    six-key unregister, in one MULTI. Returns the held job records."""
+    entries, queues, held = [], [], []
+    for wid, raw in zip(ids, store.worker_jobs(ids)):
+        record = records.held_job(raw)
+        if record is not None:
+            held.append(record)
+            entries.append(records.dirty_exit_entry(record, DirtyExit("Job still being processed"), wid, now()))
+            queues.append(record.get("queue"))
+    store.unregister_workers(ids, entries, failure_queues=queues)
+    return held
