@@ -161,3 +161,15 @@ def start_worker(r):
     yield start
     for proc in procs:
         proc.stop()
+
+
+@pytest.fixture
+def run_worker(r):
+    """In-process: ``run_worker("QUEUE=critical", "INTERVAL=0")`` runs a Runner in this process
+    until the queues are drained and returns its exit code and log (tests/inprocess.py)."""
+    from tests.inprocess import run_worker as run_in_process
+
+    def run(*words, env=None, jobs=("tests.jobs",)):
+        return run_in_process(REDIS_URL, words, env, jobs)
+
+    return run

@@ -80,5 +80,6 @@ def _worker_event(name):
     return record
 
 
-for _name in hooks.WORKER_HOOKS:
-    hooks.worker_hook(_name)(_worker_event(_name))
+#: Every worker hook, recording itself; an in-process test removes them when it is done, so
+#: later runs in the same test process do not report to ``test:events``.
+WORKER_EVENTS = {name: hooks.worker_hook(name)(_worker_event(name)) for name in hooks.WORKER_HOOKS}

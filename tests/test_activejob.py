@@ -230,17 +230,17 @@ def reports(r, key="test:aj"):
     return [pickle.loads(bytes.fromhex(item)) for item in r.lrange(key, 0, -1)]
 
 
-def run_worker(r, start_worker, *items):
+def drain(r, run_worker, *items):
     for raw in items:
         push(r, "critical", raw)
-    worker = start_worker("QUEUE=critical", "INTERVAL=0", require=AJ_JOBS)
-    assert worker.wait() == 0, worker.output
+    worker = run_worker("QUEUE=critical", "INTERVAL=0", jobs=("tests.aj_jobs",))
+    assert worker.code == 0, worker.output
     return worker
 
 
-def test_fixture_08_and_08b_payloads_run_the_registered_python_job(r, start_worker):
+def test_fixture_08_and_08b_payloads_run_the_registered_python_job(r, run_worker):
     # 08b's items carry resque-scheduler's extra "queue" key: harmless, as for Ruby workers.
-    run_worker(r, start_worker, *FIXTURE_08_ITEMS, *FIXTURE_08B_ITEMS)
+    drain(r, run_worker, *FIXTURE_08_ITEMS, *FIXTURE_08B_ITEMS)
     got = reports(r)
     assert len(got) == 4
     decoded_hash = {"sym_key": 1, "str_key": [1, 2.5, None], "nested": {"a": True}}
@@ -269,12 +269,12 @@ def rails_71_payload(job_class, arguments, **extra):
     return codec.encode_job(JOB_WRAPPER, [data])
 
 
-def test_rails_71_field_set_and_serializers_run(r, start_worker):
+def test_rails_71_field_set_and_serializers_run(r, run_worker):
     arguments = [aj("BigDecimalSerializer", value="12.50"), aj("RangeSerializer", begin=1, end=3, exclude_end=False),
                  aj("TimeWithZoneSerializer", value="2026-03-01T10:00:00.000000000+01:00", time_zone="Europe/Paris"),
                  aj("ModuleSerializer", value="User"), {"opts": {"x": 1}, "_aj_hash_with_indifferent_access": True},
                  {"user": {"_aj_globalid": "gid://app/User/9"}, "_aj_ruby2_keywords": ["user"]}]
-    run_worker(r, start_worker, rails_71_payload("AjJob", arguments, continuation={}))
+    drain(r, run_worker, rails_71_payload("AjJob", arguments, continuation={}))
     [got] = reports(r)
     assert got["args"] == (Decimal("12.50"), range(1, 4), dt.datetime(2026, 3, 1, 9, 0, tzinfo=UTC), "User",
                            {"opts": {"x": 1}})
@@ -286,18 +286,18 @@ def test_rails_71_field_set_and_serializers_run(r, start_worker):
     assert meta.exception_executions == {"[Timeout::Error]": 2} and meta.job_data["continuation"] == {}
 
 
-def test_the_target_jobs_own_hooks_run_through_activejob(r, start_worker):
+def test_the_target_jobs_own_hooks_run_through_activejob(r, run_worker):
     arguments = [7, {"greeting": "salut", "_aj_ruby2_keywords": ["greeting"]}]
-    run_worker(r, start_worker, rails_71_payload("Mailers::AjHooked", arguments))
+    drain(r, run_worker, rails_71_payload("Mailers::AjHooked", arguments))
     assert r.lrange("test:aj_hooks", 0, -1) == ["before (7,){'greeting': 'salut'}", "perform 7 salut", "after 7"]
 
 
-def test_failures_are_recorded_with_the_jobwrapper_payload_as_received(r, start_worker):
+def test_failures_are_recorded_with_the_jobwrapper_payload_as_received(r, run_worker):
     failing = FIXTURE_08_ITEMS[0].replace('"job_class":"AjJob"', '"job_class":"AjFailJob"')
     unknown_class = FIXTURE_08_ITEMS[0].replace('"job_class":"AjJob"', '"job_class":"NotInPython"')
     unknown_serializer = rails_71_payload("AjJob", [{"_aj_serialized": "MoneySerializer", "cents": 1}])
     too_slow = rails_71_payload("AjSlowJob", [])  # @job(timeout=0.2) applies to the target job
-    worker = run_worker(r, start_worker, failing, unknown_class, unknown_serializer, too_slow)
+    worker = drain(r, run_worker, failing, unknown_class, unknown_serializer, too_slow)
     raw_entries = r.lrange("resque:failed", 0, -1)
     entries = [json.loads(e) for e in raw_entries]
     ruby_entry = json.loads(load_fixture("04_processed.json")["keys"]["resque:failed"]["value"][0])

@@ -91,26 +91,26 @@ def fixture_10_as(backend):
 
 
 @pytest.mark.parametrize("backend", ["redis_multi_queue", "redis", "multiple"])
-def test_worker_failures_land_where_each_backend_puts_them_like_fixture_10(r, start_worker, backend):
+def test_worker_failures_land_where_each_backend_puts_them_like_fixture_10(r, run_worker, backend):
     push(r, "critical", ruby_job("FailJob", "multi", 1))
     push(r, "low", ruby_job("FailJob", "multi-low", 2))
     env = {"FAILURE_BACKEND": backend}
     if backend == "multiple":
         env["FAILURE_CALLBACK"] = "tests.failure_callbacks:record"
-    w = start_worker("QUEUES=critical,low", "INTERVAL=0", env=env)
-    assert w.wait() == 0, w.output
+    w = run_worker("QUEUES=critical,low", "INTERVAL=0", env=env)
+    assert w.code == 0, w.output
     r.delete("resque:pruning_dead_workers_in_progress", "test:callback")  # as the capture did
     wid = json.loads(r.lrange("resque:critical_failed" if backend == "redis_multi_queue"
                               else "resque:failed", 0, 0)[0])["worker"]
     assert mask_backtraces(normalize(dump(r), [wid])) == fixture_10_as(backend)
 
 
-def test_multiple_calls_back_with_each_failure_after_it_is_recorded(r, start_worker):
+def test_multiple_calls_back_with_each_failure_after_it_is_recorded(r, run_worker):
     push(r, "critical", ruby_job("FailJob", "report me", 7))
     push(r, "critical", ruby_job("OkJob", 1))
-    w = start_worker("QUEUES=critical", "INTERVAL=0", env={
+    w = run_worker("QUEUES=critical", "INTERVAL=0", env={
         "FAILURE_BACKEND": "multiple", "FAILURE_CALLBACK": "tests.failure_callbacks:record"})
-    assert w.wait() == 0, w.output
+    assert w.code == 0, w.output
     [entry] = r.lrange("resque:failed", 0, -1)
     [call] = [json.loads(c) for c in r.lrange("test:callback", 0, -1)]
     assert call["failure"] == json.loads(entry)
@@ -121,13 +121,13 @@ def test_multiple_calls_back_with_each_failure_after_it_is_recorded(r, start_wor
     assert r.lrange("test:ran", 0, -1) == ["(1,)"]
 
 
-def test_a_callback_that_raises_is_logged_and_the_worker_keeps_working(r, start_worker):
+def test_a_callback_that_raises_is_logged_and_the_worker_keeps_working(r, run_worker):
     push(r, "critical", ruby_job("FailJob", 1))
     push(r, "critical", ruby_job("FailJob", 2))
     push(r, "critical", ruby_job("OkJob", 3))
-    w = start_worker("QUEUES=critical", "INTERVAL=0", env={
+    w = run_worker("QUEUES=critical", "INTERVAL=0", env={
         "FAILURE_BACKEND": "multiple", "FAILURE_CALLBACK": "tests.failure_callbacks:explode"})
-    assert w.wait() == 0, w.output
+    assert w.code == 0, w.output
     assert r.llen("resque:failed") == 2 and r.llen("test:callback") == 2
     assert r.lrange("test:ran", 0, -1) == ["(3,)"]
     assert r.get("resque:stat:processed") == "3" and r.get("resque:stat:failed") == "2"

@@ -343,11 +343,21 @@ def job_events(r):
     return [e for e in r.lrange("test:events", 0, -1) if e.split(" ")[0] not in hooks.WORKER_HOOKS]
 
 
-def test_job_hooks_dont_perform_and_failures_in_a_real_worker(r, start_worker):
+@pytest.fixture
+def hook_jobs_in_process():
+    """tests/hook_jobs.py imported here, its worker hooks removed after the test."""
+    from tests import hook_jobs
+
+    yield "tests.hook_jobs"
+    for name, fn in hook_jobs.WORKER_EVENTS.items():
+        hooks.remove_worker_hook(name, fn)
+
+
+def test_job_hooks_dont_perform_and_failures_in_a_real_worker(r, run_worker, hook_jobs_in_process):
     push(r, hooked(1), hooked(0), '{"class":"Hooked::Skip","args":["closed"]}',
          '{"class":"Hooked::BadFailureHook","args":[]}')
-    w = start_worker("QUEUE=hooks", "INTERVAL=0", require=HOOK_JOBS)
-    assert w.wait() == 0, w.output
+    w = run_worker("QUEUE=hooks", "INTERVAL=0", jobs=(hook_jobs_in_process,))
+    assert w.code == 0, w.output
     assert job_events(r) == [
         "before_perform 1", "before_perform_b 1", "around enter 1", "perform 1", "around exit 1", "after_perform 1",
         "before_perform 0", "before_perform_b 0", "around enter 0", "perform 0", "around exit 0",

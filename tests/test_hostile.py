@@ -13,16 +13,18 @@ import json
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
+import gevent
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resque_compat.wire.records import raw_from_record
 from resque_compat.store.store import Store, connect
 from resque_compat.wire.keys import Keys
-from resque_compat.wire.records import worker_record_prefix
-from tests.conftest import REDIS_URL, WorkerProcess
+from resque_compat.wire.records import raw_from_record, worker_record_prefix
+from tests.conftest import REDIS_URL
+from tests.inprocess import InProcessRun
+from tests.inprocess import run_worker as run_in_process
 from tests.keyspace import FIXTURES, load_fixture
 
 QUEUE = "hostile"
@@ -245,15 +247,12 @@ def test_reserve_script_escapes_what_only_cjson_accepts(store, raw_client, raw):
 
 # -- real workers ---------------------------------------------------------------------------------
 
-def run_worker(r: redis.Redis, raws: List[bytes], fibers: int = 10, timeout: float = 60.0) -> WorkerProcess:
+def run_worker(r: redis.Redis, raws: List[bytes], fibers: int = 10, timeout: float = 60.0) -> InProcessRun:
     r.sadd("resque:queues", QUEUE)
     r.rpush("resque:queue:" + QUEUE, *raws)
-    worker = WorkerProcess([f"QUEUE={QUEUE}", f"FIBERS={fibers}", "INTERVAL=0"])
-    try:
-        code = worker.wait(timeout)
-    finally:
-        worker.stop()
-    assert code == 0, worker.output[-3000:]
+    with gevent.Timeout(timeout, AssertionError(f"the worker did not drain the queue in {timeout}s")):
+        worker = run_in_process(REDIS_URL, [f"QUEUE={QUEUE}", f"FIBERS={fibers}", "INTERVAL=0"])
+    assert worker.code == 0, worker.output[-3000:]
     assert "Traceback" not in worker.output, worker.output[-3000:]
     return worker
 

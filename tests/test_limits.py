@@ -46,11 +46,11 @@ def assert_unregistered(r):
 
 # -- time limits ----------------------------------------------------------------------------------
 
-def test_job_timeout_stops_the_job_names_the_limit_and_the_worker_goes_on(r, start_worker):
+def test_job_timeout_stops_the_job_names_the_limit_and_the_worker_goes_on(r, run_worker):
     push(r, job("TimeLimitedJob", 30), job("TimeLimitedJob", 0.05), job("OkJob", "after"))
     started = time.time()
-    w = start_worker("QUEUE=critical", "INTERVAL=0")
-    assert w.wait(15) == 0, w.output
+    w = run_worker("QUEUE=critical", "INTERVAL=0")
+    assert w.code == 0, w.output
     assert time.time() - started < 10  # the 30 s job was stopped at its 0.3 s limit
     [entry] = failures(r)
     assert entry["exception"] == "JobTimeout"
@@ -61,12 +61,12 @@ def test_job_timeout_stops_the_job_names_the_limit_and_the_worker_goes_on(r, sta
     assert r.get("resque:stat:processed") == "3" and r.get("resque:stat:failed") == "1"
 
 
-def test_job_timeout_setting_is_the_default_and_job_limits_win(r, start_worker):
+def test_job_timeout_setting_is_the_default_and_job_limits_win(r, run_worker):
     # JOB_TIMEOUT=0.6: SleepJob 30 s is stopped, SleepJob 0.1 s runs; TimeLimitedJob keeps its
     # own 0.3 s limit, so 0.45 s fails although it is under JOB_TIMEOUT.
     push(r, job("SleepJob", 30, "long"), job("SleepJob", 0.1, "short"), job("TimeLimitedJob", 0.45))
-    w = start_worker("QUEUE=critical", "INTERVAL=0", "FIBERS=3", "JOB_TIMEOUT=0.6")
-    assert w.wait(15) == 0, w.output
+    w = run_worker("QUEUE=critical", "INTERVAL=0", "FIBERS=3", "JOB_TIMEOUT=0.6")
+    assert w.code == 0, w.output
     by_class = {e["payload"]["class"]: e for e in failures(r)}
     assert sorted(by_class) == ["SleepJob", "TimeLimitedJob"]
     assert "0.6s time limit" in by_class["SleepJob"]["error"]
@@ -102,10 +102,10 @@ def test_a_job_blocking_the_hub_is_logged_with_its_duration_while_heartbeats_flo
 
 # -- recycling ------------------------------------------------------------------------------------
 
-def test_max_jobs_takes_exactly_n_finishes_them_and_exits_3(r, start_worker):
+def test_max_jobs_takes_exactly_n_finishes_them_and_exits_3(r, run_worker):
     push(r, *[job("SleepJob", 0.3, n) for n in range(12)])
-    w = start_worker("QUEUE=critical", "FIBERS=3", "MAX_JOBS=5")
-    assert w.wait(20) == EXIT_RECYCLE, w.output
+    w = run_worker("QUEUE=critical", "FIBERS=3", "MAX_JOBS=5")
+    assert w.code == EXIT_RECYCLE, w.output
     finished = [json.loads(f)[1] for f in r.lrange("test:finished", 0, -1)]
     assert sorted(finished) == [0, 1, 2, 3, 4]  # the first five, each run to its end
     assert r.llen("test:started") == 5 and failures(r) == []

@@ -81,9 +81,9 @@ def test_policy_defaults_and_validation():
 
 # -- end to end: real workers (and the scheduler for delays) -------------------------------------
 
-def drain(start_worker):
-    worker = start_worker("QUEUE=critical", "INTERVAL=0", require=JOBS)
-    assert worker.wait(30) == 0, worker.output
+def drain(run_worker):
+    worker = run_worker("QUEUE=critical", "INTERVAL=0", jobs=("tests.delayed_jobs",))
+    assert worker.code == 0, worker.output
     return worker
 
 
@@ -95,10 +95,10 @@ def failures(r):
     return [codec.decode(f) for f in r.lrange(K.failed, 0, -1)]
 
 
-def test_fails_twice_then_succeeds_counting_in_resque_retrys_key(r, resque, start_worker):
+def test_fails_twice_then_succeeds_counting_in_resque_retrys_key(r, resque, run_worker):
     key = "resque:resque-retry:FlakyJob:" + sha1("tok-2")
     resque.enqueue("FlakyJob", "tok", 2)
-    drain(start_worker)
+    drain(run_worker)
     assert runs(r, "tok") == 3
     assert not r.exists(key)  # a success forgets the attempts
     assert [(f["exception"], f["payload"]["args"]) for f in failures(r)] == [("TimeoutError", ["tok", 2])] * 2
@@ -106,17 +106,17 @@ def test_fails_twice_then_succeeds_counting_in_resque_retrys_key(r, resque, star
     assert r.llen(K.queue("critical")) == 0
 
 
-def test_a_ruby_counter_in_the_same_key_is_continued(r, resque, start_worker):
+def test_a_ruby_counter_in_the_same_key_is_continued(r, resque, run_worker):
     r.set("resque:resque-retry:FlakyJob:" + sha1("ruby-5"), "2")  # Ruby already ran it 3 times
     resque.enqueue("FlakyJob", "ruby", 5)
-    drain(start_worker)
+    drain(run_worker)
     assert runs(r, "ruby") == 1  # attempt 3 = retry_limit: no more retries
     assert not r.exists("resque:resque-retry:FlakyJob:" + sha1("ruby-5"))
 
 
-def test_retry_limit_exhausted_ends_in_a_final_failure(r, resque, start_worker):
+def test_retry_limit_exhausted_ends_in_a_final_failure(r, resque, run_worker):
     resque.enqueue("AlwaysFailsJob", "t")
-    drain(start_worker)
+    drain(run_worker)
     assert runs(r, "t") == 3  # the first run + retry_limit=2 retries
     assert len(failures(r)) == 3 and r.llen(K.queue("critical")) == 0
     assert r.keys("resque:resque-retry:*") == []
@@ -128,35 +128,35 @@ def test_retry_limit_exhausted_ends_in_a_final_failure(r, resque, start_worker):
     ("PickyJob", "runtime", 1),    # retry_on=(TimeoutError,) only
     ("PickyJob", "timeout", 6),
 ])
-def test_which_exceptions_are_retried(r, resque, start_worker, job, error, expected_runs):
+def test_which_exceptions_are_retried(r, resque, run_worker, job, error, expected_runs):
     resque.enqueue(job, "e", error)
-    drain(start_worker)
+    drain(run_worker)
     assert runs(r, "e") == expected_runs
     assert len(failures(r)) == expected_runs
     assert r.keys("resque:resque-retry:*") == []
 
 
-def test_bad_retry_options_fail_the_run_with_the_fix_in_the_failure_entry(r, resque, start_worker):
+def test_bad_retry_options_fail_the_run_with_the_fix_in_the_failure_entry(r, resque, run_worker):
     resque.enqueue("BadRetryJob", "bad")
-    drain(start_worker)
+    drain(run_worker)
     assert runs(r, "bad") == 0
     (failure,) = failures(r)
     assert failure["exception"] == "RegistryError" and "retry_limit='3'" in failure["error"]
     assert r.keys("resque:resque-retry:*") == [] and r.llen(K.queue("critical")) == 0
 
 
-def test_a_job_run_through_activejob_is_not_retried_by_us(r, resque, start_worker):
+def test_a_job_run_through_activejob_is_not_retried_by_us(r, resque, run_worker):
     resque.enqueue_active_job("AjFlakyJob", "aj", queue="critical")
-    drain(start_worker)
+    drain(run_worker)
     assert runs(r, "aj") == 1 and len(failures(r)) == 1
     assert r.keys("resque:resque-retry:*") == [] and r.llen(K.queue("critical")) == 0
 
 
-def test_a_delayed_retry_goes_through_the_scheduler_keys(r, resque, start_worker, start_scheduler):
+def test_a_delayed_retry_goes_through_the_scheduler_keys(r, resque, run_worker, start_scheduler):
     key = "resque:resque-retry:BackoffJob:" + sha1("b")
     before = int(time.time())
     resque.enqueue("BackoffJob", "b")
-    drain(start_worker)
+    drain(run_worker)
     after = int(time.time())
     assert runs(r, "b") == 1 and r.llen(K.queue("critical")) == 0
     assert r.get(key) == "0"  # attempt 0 failed; the key stays while the retry waits
@@ -169,6 +169,6 @@ def test_a_delayed_retry_goes_through_the_scheduler_keys(r, resque, start_worker
     wait_for(lambda: r.llen(K.queue("critical")), 10, "the released retry")
     scheduler.stop()
     assert r.lrange(K.queue("critical"), 0, -1) == ['{"class":"BackoffJob","args":["b"]}']
-    drain(start_worker)
+    drain(run_worker)
     assert runs(r, "b") == 2 and not r.exists(key)
     assert len(failures(r)) == 1

@@ -85,10 +85,10 @@ def test_stats_and_failure_match_fixture_04_then_04b_after_quit(r, start_worker)
     assert ours == expected
 
 
-def test_unknown_class_failure_shape_like_fixture_13(r, start_worker):
+def test_unknown_class_failure_shape_like_fixture_13(r, run_worker):
     push(r, "critical", job("Does::Not::Exist", 1, "x"))
-    w = start_worker("QUEUES=critical,low", "INTERVAL=0")
-    assert w.wait() == 0
+    w = run_worker("QUEUES=critical,low", "INTERVAL=0")
+    assert w.code == 0
     [entry] = [json.loads(e) for e in r.lrange("resque:failed", 0, -1)]
     fx = json.loads(load_fixture("13_unknown_class_failure.json")["keys"]["resque:failed"]["value"][0])
     assert list(entry) == list(fx)
@@ -101,12 +101,12 @@ def test_unknown_class_failure_shape_like_fixture_13(r, start_worker):
 
 @pytest.mark.parametrize("queues,fixture", [("*", "07_wildcard.json"),
                                             ("mid,*,!beta", "07b_wildcard_priority_and_exclusion.json")])
-def test_queue_order_and_ids_like_fixture_07(r, start_worker, queues, fixture):
+def test_queue_order_and_ids_like_fixture_07(r, run_worker, queues, fixture):
     for q, n in (("zeta", 1), ("beta", 1), ("alpha", 1), ("mid", 1), ("beta", 2)):
         push(r, q, job("OrderJob", q, n))
     fx = load_fixture(fixture)
-    w = start_worker("QUEUES=" + queues, "INTERVAL=0")
-    assert w.wait() == 0, w.output
+    w = run_worker("QUEUES=" + queues, "INTERVAL=0")
+    assert w.code == 0, w.output
     assert r.lrange("test:order", 0, -1) == fx["processing_order"]
     expected_id_field = fx["worker_id"].split(":", 2)[2]
     assert f"Starting 1 worker(s) {HOST}:{w.pid}:{expected_id_field}" in w.output
@@ -149,11 +149,11 @@ def _title(pid):
                           text=True).stdout.strip()
 
 
-def test_interval_zero_drains_then_exits(r, start_worker):
+def test_interval_zero_drains_then_exits(r, run_worker):
     for n in range(50):
         push(r, "critical" if n % 2 else "low", job("OkJob", n))
-    w = start_worker("QUEUE=critical,low", "FIBERS=10", "INTERVAL=0")
-    assert w.wait() == 0
+    w = run_worker("QUEUE=critical,low", "FIBERS=10", "INTERVAL=0")
+    assert w.code == 0
     assert r.llen("test:ran") == 50
     assert r.get("resque:stat:processed") == "50"
     assert r.smembers("resque:workers") == set()
@@ -176,12 +176,12 @@ def test_no_prefetch_takes_only_what_free_slots_can_start(r, start_worker):
     assert w.wait() == 0
 
 
-def test_strict_priority_after_every_job(r, start_worker):
+def test_strict_priority_after_every_job(r, run_worker):
     for n in range(3):
         push(r, "low", job("OrderJob", "low", n))
     push(r, "critical", job("OrderJob", "critical", 0))
-    w = start_worker("QUEUE=critical,low", "INTERVAL=0")
-    assert w.wait() == 0
+    w = run_worker("QUEUE=critical,low", "INTERVAL=0")
+    assert w.code == 0
     assert r.lrange("test:order", 0, -1) == ["critical/0", "low/0", "low/1", "low/2"]
 
 
@@ -217,15 +217,15 @@ def test_pause_all_workers_key_is_honoured(r, start_worker):
     assert w.wait() == 0
 
 
-def test_bad_payloads_become_failures_and_worker_survives(r, start_worker):
+def test_bad_payloads_become_failures_and_worker_survives(r, run_worker):
     bad = ["garbage{", "[1,2]", '"just a string"', '{"args":[1]}', '{"class":5,"args":[]}',
            '{"class":"OkJob","args":5}', '{"class":"OkJob","args":[NaN]}',
            '{"class":"OkJob","args":[1]', "\xff\xfe not utf8"]
     for item in bad:
         push(r, "critical", item)
     push(r, "critical", job("OkJob", "after"))
-    w = start_worker("QUEUE=critical", "FIBERS=3", "INTERVAL=0")
-    assert w.wait() == 0, w.output
+    w = run_worker("QUEUE=critical", "FIBERS=3", "INTERVAL=0")
+    assert w.code == 0, w.output
     failures = [json.loads(e) for e in r.lrange("resque:failed", 0, -1)]
     assert len(failures) == len(bad)
     assert r.lrange("test:ran", 0, -1) == ["('after',)"]

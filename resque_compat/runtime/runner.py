@@ -117,11 +117,15 @@ class Runner:
         self._last_title = ""
 
     # -- life cycle ----------------------------------------------------------------------------
-    def run(self) -> int:
+    def run(self, signals: bool = True) -> int:
+        """Start up, work until told to stop (or, with INTERVAL=0, until the queues are empty),
+        unregister. ``signals=False`` leaves the signal handlers of a host process alone (the
+        in-process tests): QUIT/TERM/USR1/USR2/CONT are then only the methods below."""
         setproctitle("resque: Starting")
         self._write_pidfile()
         try:
-            self._install_signals()  # before registering, as Ruby: a QUIT now still unregisters
+            if signals:  # before registering, as Ruby: a QUIT now still unregisters
+                self._install_signals()
             self.startup()
             if self.metrics is not None:
                 self.metrics.start()
