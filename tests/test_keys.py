@@ -28,7 +28,7 @@ NOT_KEYS = {
     ("settings.py", "queues"): "the Settings field name in the QUEUE row of the settings table",
     ("listen/events.py", "queues"): "the JSONL field of a depth event (queue name -> length)",
     ("listen/logs.py", "failed"): "the --pattern group name that marks a log line as a failure",
-    ("metrics_http.py", "resque_jobs_failed"): "a Prometheus metric name (README, Metrics)",
+    ("metrics/endpoint.py", "resque_jobs_failed"): "a Prometheus metric name (README, Metrics)",
 }
 
 
