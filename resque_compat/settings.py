@@ -228,6 +228,20 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("RESQUE_SCHEDULER_LOCK_TIMEOUT", "scheduler_lock_timeout", _int("RESQUE_SCHEDULER_LOCK_TIMEOUT", 1),
             "Seconds the leader lock lives unless renewed (default 180, Ruby's).", "--lock-timeout",
             "SECONDS", command="scheduler"),
+    # Recurring schedules (issue #13), resque-scheduler's names where it has them.
+    Setting("DYNAMIC_SCHEDULE", "dynamic_schedule", _flag, "Reload schedules changed with "
+            "set_schedule/remove_schedule (Ruby or resque-py schedule) while running, as "
+            "resque-scheduler's DYNAMIC_SCHEDULE (default off).", "--dynamic", "1", command="scheduler"),
+    Setting("RAILS_ENV", "rails_env", str, "Environment for schedule entries' rails_env/env lists; an "
+            "entry that lists others is skipped, and with RAILS_ENV unset every such entry is "
+            "(Ruby's rule).", "--rails-env", "ENV", command="scheduler"),
+    Setting("RESQUE_SCHEDULER_MISSED", "scheduler_missed", _choice("RESQUE_SCHEDULER_MISSED", ("once", "skip")),
+            "A slot no leader ran (kill -9, deploy): once = a new leader runs the latest missed "
+            "slot once if it is at most lock timeout + 2 intervals old (default); skip = Ruby's "
+            "behaviour, not run.", "--missed", "once|skip", command="scheduler"),
+    Setting("TZ", "tz", str, "Zone of cron lines without a zone suffix, and of the "
+            "delayed:last_enqueued_at times (default: the system's, as for Ruby).", "--tz", "ZONE",
+            command="scheduler"),
 )
 
 _BY_ENV: Dict[str, Setting] = {s.env: s for s in SETTINGS}
@@ -283,6 +297,10 @@ class Settings:
     delayed_requeue_batch_size: int = 100
     scheduler_lock_prefix: str = ""
     scheduler_lock_timeout: int = 180
+    dynamic_schedule: bool = False
+    rails_env: Optional[str] = None
+    scheduler_missed: str = "once"
+    tz: Optional[str] = None
 
     # -- derived values (Ruby's defaults that depend on other settings) ------------------------
     @property

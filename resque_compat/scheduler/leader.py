@@ -38,6 +38,7 @@ from resque_compat.wire.keys import Keys
 
 if TYPE_CHECKING:
     from resque_compat.client import JobRef, Resque
+    from resque_compat.scheduler.recurring import Recurring
 
 log = logging.getLogger("resque_compat.scheduler")
 
@@ -117,7 +118,7 @@ class Scheduler:
     def __init__(self, client: redis.Redis, keys: Keys, *, interval: float = DEFAULT_INTERVAL,
                  batch_size: int = DEFAULT_BATCH_SIZE, lock_timeout: int = DEFAULT_LOCK_TIMEOUT,
                  lock_prefix: str = "", hostname: Optional[str] = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, recurring: Optional["Recurring"] = None) -> None:
         self.delayed = DelayedQueue(client, keys)
         self.interval = interval
         self.batch_size = max(1, batch_size)
@@ -128,6 +129,7 @@ class Scheduler:
         self.stopping = threading.Event()
         self.released = 0
         self._leader: Optional[bool] = None
+        self.recurring = recurring
 
     def run(self) -> int:
         """Until TERM, INT or QUIT: be leader or wait for the lock, release due jobs, sleep."""
@@ -141,7 +143,7 @@ class Scheduler:
                     self.tick()
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     log.warning("Redis unavailable (%s); retrying in %gs", exc, self.interval)
-                self.stopping.wait(self.interval)
+                self.stopping.wait(self.pause())
         finally:
             self._step_down()
         log.info("scheduler %s stopped (released %d job(s))", self.lock_value, self.released)
@@ -158,7 +160,11 @@ class Scheduler:
         if leader != self._leader:
             if leader:
                 log.info("scheduler %s is the leader (%s)", self.lock_value, self.lock_key)
+                if self.recurring is not None:
+                    self.recurring.lead(self.lock_key, self.lock_value)
             else:
+                if self.recurring is not None:
+                    self.recurring.step_down()
                 log.info("scheduler %s waits: the leader lock is held by %s", self.lock_value,
                          self.delayed.lock_holder(self.lock_key))
             self._leader = leader
@@ -166,8 +172,23 @@ class Scheduler:
             log.debug("not the leader; polling again in %gs", self.interval)
         return leader
 
+    def pause(self) -> float:
+        """Seconds to the next poll: the interval, or less when a recurring slot comes sooner
+        (rufus-scheduler fires on time whatever RESQUE_SCHEDULER_INTERVAL is)."""
+        wake = self.recurring.next_wake() if self.recurring is not None and self._leader else None
+        if wake is None:
+            return self.interval
+        return min(self.interval, max(0.001, wake - self.clock()))
+
     def tick(self) -> int:
-        """One poll: while we lead, release every due timestamp, batch by batch."""
+        """One poll: while we lead, fire due recurring slots (and reload changed schedules),
+        then release every due timestamp, batch by batch."""
+        if self.recurring is not None and not self.stopping.is_set() and self.is_leader():
+            self.recurring.update()
+            _, still_leader = self.recurring.fire_due()
+            if not still_leader:
+                self._leader = None  # re-read the lock: someone else holds it now
+                self.recurring.step_down()
         moved = 0
         while not self.stopping.is_set() and self.is_leader():
             timestamp = self.delayed.next_due(self.clock())

@@ -207,6 +207,29 @@ def failed_at(epoch: float, with_zone: bool = True) -> str:
     return f"{text} {tm.tm_zone}" if with_zone else text
 
 
+_TIME_TO_S = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d) (?:([+-])(\d\d)(\d\d)|UTC)")
+
+
+def parse_time_to_s(text: Union[str, bytes, None]) -> Optional[int]:
+    """Epoch seconds of a Ruby ``Time#to_s`` (``2026-12-07 05:26:27 +0000`` or ``... UTC``),
+    whatever zone its writer ran in; None for anything else (``delayed:last_enqueued_at``)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    match = _TIME_TO_S.fullmatch(text.strip()) if text else None
+    if not match:
+        return None
+    y, mo, d, h, mi, s = (int(g) for g in match.groups()[:6])
+    offset = 0
+    if match.group(7):
+        offset = (int(match.group(8)) * 60 + int(match.group(9))) * 60
+        offset = -offset if match.group(7) == "-" else offset
+    try:
+        moment = _dt.datetime(y, mo, d, h, mi, s, tzinfo=_dt.timezone(_dt.timedelta(seconds=offset)))
+    except ValueError:
+        return None
+    return int(moment.timestamp())
+
+
 def ruby_time_to_s(value: _dt.datetime) -> str:
     """A ``datetime`` argument as Ruby's ``Time#to_s`` would put it in a job (fixture 01).
 

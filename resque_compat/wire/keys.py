@@ -22,6 +22,9 @@ key                                    type    meaning (WIRE section; fixture th
 ``delayed:<ts>``                       list    ``{"class","args","queue"}`` items due at ts (§7.1; 09)
 ``timestamps:<item JSON>``             set     ``delayed:<ts>`` members holding that item (§7.1; 09)
 ``<ns>:resque_scheduler_master_lock``  string  scheduler leader ``host:pid``, doubled ns (§7.1; 09b)
+``persistent_schedules``               hash    schedule name -> config JSON, ``persist`` removed (sched_03)
+``schedules_changed``                  set     schedule names set/removed since a dynamic leader looked (sched_01, 05a)
+``delayed:last_enqueued_at``           hash    schedule name -> ``Time#to_s`` of its last enqueue (sched_01, 04)
 ``resque-retry:<Class>[:<sha1>]``      string  resque-retry attempt counter (§7.2)
 =====================================  ======  ==================================================
 
@@ -173,6 +176,22 @@ class Keys:
         ``resque:resque:resque_scheduler_master_lock`` (fixture 09b)."""
         middle = lock_prefix + ":" if lock_prefix else ""
         return self._prefix + self.namespace + ":" + middle + "resque_scheduler_master_lock"
+
+    # -- resque-scheduler's recurring schedules (fixtures ruby-plugins/sched_*) ----------------
+    @property
+    def persistent_schedules(self) -> str:
+        """Hash of schedules set with ``persist``: name -> config JSON (sched_03)."""
+        return self._prefix + "persistent_schedules"
+
+    @property
+    def schedules_changed(self) -> str:
+        """Set of schedule names a dynamic leader must reload (SPOPped one by one, sched_05b)."""
+        return self._prefix + "schedules_changed"
+
+    @property
+    def last_enqueued_at(self) -> str:
+        """Hash name -> ``Time#to_s`` of the last recurring enqueue; never deleted (sched_01)."""
+        return self._prefix + "delayed:last_enqueued_at"
 
     # -- resque-retry (WIRE §7.2) --------------------------------------------------------------
     def retry_counter(self, class_name: str, identifier: Optional[str]) -> str:
