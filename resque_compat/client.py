@@ -6,6 +6,7 @@ True
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import redis
@@ -24,6 +25,7 @@ JobRef = Union[str, Any]  # a Ruby class name, or a function/class decorated wit
 
 if TYPE_CHECKING:
     from resque_compat.scheduler.leader import Delayed
+    from resque_compat.scheduler.recurring import Schedules
 
 
 class Resque:
@@ -196,6 +198,29 @@ class Resque:
 
     def delayed_timestamp_peek(self, when: Any, start: int, count: int) -> List[Any]:
         return self.delayed.delayed_timestamp_peek(when, start, count)
+
+    # -- recurring schedules: resque-scheduler's SchedulingExtensions (issue #13) --------------
+    @functools.cached_property
+    def schedules(self) -> "Schedules":
+        from resque_compat.scheduler.recurring import Schedules, ScheduleStore
+
+        return Schedules(ScheduleStore(self.redis, self.keys))
+
+    def set_schedule(self, name: str, config: Dict[str, Any], persist: Optional[bool] = None) -> None:
+        """``Resque.set_schedule``: with ``persist`` (argument or config key) every scheduler,
+        Ruby's or ours, runs it (``persistent_schedules``); without, only this process knows it."""
+        self.schedules.set_schedule(name, config, persist)
+
+    def remove_schedule(self, name: str) -> None:
+        """``Resque.remove_schedule``: HDEL ``persistent_schedules`` and mark it changed."""
+        self.schedules.remove_schedule(name)
+
+    def schedule(self) -> Dict[str, Dict[str, Any]]:
+        """``Resque.schedule``: this process's schedules plus the persistent ones."""
+        return self.schedules.schedule()
+
+    def fetch_schedule(self, name: str) -> Optional[Dict[str, Any]]:
+        return self.schedules.fetch_schedule(name)
 
 
 _default: Optional[Resque] = None

@@ -388,7 +388,7 @@ class Recurring:
                 continue
             armed.written = stamp
             fired += 1
-            log.info("queueing %s (%s)", armed.entry.class_name, name)
+            log.info("queueing %s (%s) for the slot at %s", armed.entry.class_name, name, self.time_to_s(slot))
         self.fired += fired
         return fired, True
 
