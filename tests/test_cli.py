@@ -88,7 +88,7 @@ def test_public_names_load_lazily():
 # -- help and version ----------------------------------------------------------------------------------
 
 COMMANDS = ["enqueue", "failed", "info", "listen", "pause-all", "pool", "queues", "remove-worker",
-            "resume-all", "scheduler", "version", "work", "workers"]
+            "resume-all", "schedule", "scheduler", "version", "work", "workers"]
 
 
 @pytest.mark.parametrize("how", ["runner", "script", "module"])

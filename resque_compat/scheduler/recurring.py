@@ -289,21 +289,25 @@ class Recurring:
         if entry is None:
             return
         last = codec.parse_time_to_s(last_text)
-        cursor = now
-        if last is not None and self.missed == "once" and last >= now - self.window:
-            cursor = float(last)  # catch up from the recorded run, at most one slot
-        elif last is not None and last > now:
-            cursor = float(last)  # a run recorded in the future (clock skew): never before it
-        armed = _Armed(entry, cursor)
-        if entry.trigger.kind == "every":
-            trigger = entry.trigger
-            if cursor < now:
-                armed.first = cursor + trigger.every
-            elif trigger.first_at is not None:
-                armed.first = trigger.first_at
-            else:
-                armed.first = now + (trigger.first_in if trigger.first_in is not None else trigger.every)
-            armed.cursor = min(cursor, armed.first - 1e-6)
+        trigger = entry.trigger
+        if trigger.kind == "cron":
+            cursor = now
+            if last is not None and self.missed == "once":
+                cursor = max(float(last), now - self.window)  # the slots a handover can miss
+            if last is not None and last > cursor:
+                cursor = float(last)  # a run recorded later than now (clock skew): not before it
+            armed = _Armed(entry, cursor)
+        else:
+            fresh = trigger.first_at if trigger.first_at is not None else \
+                now + (trigger.first_in if trigger.first_in is not None else trigger.every)
+            first = fresh
+            if last is not None:
+                following = last + trigger.every  # the run after the recorded one
+                if self.missed == "once" and following >= now - self.window:
+                    first = following  # at or before now: that missed run happens once, now
+                else:
+                    first = max(fresh, following)
+            armed = _Armed(entry, first - 1e-6, first=first)
         self.armed[name] = armed
         log.debug("armed schedule %s (%s): next at %s", name, entry.trigger.describe(),
                   self.time_to_s(self.next_slot(armed) or 0))
