@@ -375,3 +375,18 @@ def test_schedule_commands_use_the_keys_resque_web_reads(r):
     assert cli("remove", "nightly").returncode == 0
     assert not r.exists(K.persistent_schedules)
     assert cli("show", "nightly").returncode == 2
+
+
+def test_a_persisted_static_entry_lives_in_redis_only_as_in_ruby(r, resque):
+    static = schedule.load_yaml("kept: {every: 1s, class: ScheduledJob, queue: kept, persist: true}\n"
+                                "memory: {every: 1s, class: ScheduledJob, queue: memory}\n")
+    clock = Clock(utc("2026-12-07 05:30:00"))
+    scheduler = make_scheduler(resque, clock, static, dynamic=True)
+    assert r.hgetall(K.persistent_schedules) == {"kept": '{"every":"1s","class":"ScheduledJob","queue":"kept"}'}
+    assert r.smembers(K.schedules_changed) == {"kept", "memory"}  # what Resque.schedule= SADDs
+    scheduler.tick()
+    resque.remove_schedule("kept")  # from anywhere: a dynamic scheduler stops it
+    for second in (1, 2):
+        clock.set(utc("2026-12-07 05:30:00") + second + 0.1)
+        scheduler.tick()
+    assert r.llen(K.queue("kept")) == 0 and r.llen(K.queue("memory")) == 2

@@ -244,7 +244,8 @@ class Recurring:
         ``schedules_changed``, and persist the entries marked ``persist``."""
         for name, config in list(self.static.items()):
             if config.pop("persist", None):
-                self.store.persist(name, config)
+                # Ruby keeps a persisted entry only in Redis: remove_schedule then ends it
+                self.store.persist(name, self.static.pop(name))
             else:
                 self.store.mark_changed(name)
 

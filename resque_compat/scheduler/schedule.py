@@ -23,8 +23,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from resque_compat.errors import ConfigurationError
+from resque_compat.errors import ConfigurationError, EncodeError
 from resque_compat.scheduler import cron as _cron
+from resque_compat.wire import codec
 
 #: rufus-scheduler job options that only matter for a block that runs in the scheduler (ours
 #: enqueues, which takes no time): accepted and ignored.
@@ -197,7 +198,12 @@ def job_target(name: str, config: Mapping[str, Any],
                             f"load a Python @job({class_name!r}, queue=...) with -r (Ruby reads the "
                             "class's @queue, which a Python scheduler cannot see)")
     custom_name = str(custom) if custom and custom != "Resque::Job" else None
-    return class_name, str(queue), normalize_args(config.get("args")), custom_name
+    args = normalize_args(config.get("args"))
+    try:
+        codec.encode(args)
+    except EncodeError as exc:
+        raise ScheduleError(name, "args", str(exc)) from None
+    return class_name, str(queue), args, custom_name
 
 
 def _check_mapping(name: str, config: Any) -> None:
@@ -214,6 +220,7 @@ def _trigger(name: str, config: Mapping[str, Any], zone: _dt.tzinfo) -> Trigger:
         if kind == "cron":
             try:
                 line = _cron.parse(text, zone)
+                line.next_time(0)  # a line no date matches fails here, not in the leader's loop
             except _cron.CronError as exc:
                 field_name = "cron (time zone)" if exc.field == "zone" else f"cron ({exc.field})"
                 raise ScheduleError(name, field_name, str(exc)) from None
