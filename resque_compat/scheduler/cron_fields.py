@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from typing import FrozenSet, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, FrozenSet, Optional, Sequence, Tuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 SPECIALS = {
@@ -37,17 +37,9 @@ class CronError(ValueError):
         self.field = field
 
 
-class Fields(NamedTuple):
-    """A parsed line's values; a field of None is unrestricted (``*``)."""
-
-    seconds: Optional[FrozenSet[int]]
-    minutes: Optional[FrozenSet[int]]
-    hours: Optional[FrozenSet[int]]
-    monthdays: Optional[FrozenSet[int]]
-    months: Optional[FrozenSet[int]]
-    weekdays: Optional[FrozenSet[Tuple[int, Optional[int]]]]
-    zone: _dt.tzinfo
-    zone_name: Optional[str]
+#: A parsed line: seconds, minutes, hours, monthdays, months, weekdays (None = ``*``), zone, and
+#: the zone's name as written (None = the scheduler's zone); the fields of :class:`cron.Cron`.
+Fields = Tuple[Any, ...]
 
 
 def parse_fields(text: str, default_zone: _dt.tzinfo) -> Fields:
@@ -97,7 +89,7 @@ def _build(original: str, fields: Sequence[str], rest: Sequence[str], default_zo
                             "day of month")
         months = frozenset(m for m, _ in pairs)
         monthdays = frozenset(d for _, d in pairs)
-    return Fields(seconds, minutes, hours, monthdays, months, weekdays, zone, zone_name)
+    return (seconds, minutes, hours, monthdays, months, weekdays, zone, zone_name)
 
 
 def parse_zone(name: str) -> _dt.tzinfo:

@@ -220,7 +220,7 @@ class Recurring:
     def __init__(self, store: ScheduleStore, static: Mapping[str, Mapping[str, Any]], *,
                  env: Optional[str], dynamic: bool, zone: _dt.tzinfo, missed: str = "once",
                  window: float = 190.0, clock: Callable[[], float] = time.time,
-                 time_to_s: Callable[[float], str] = codec.time_to_s) -> None:
+                 time_to_s: Optional[Callable[[float], str]] = None) -> None:
         if missed not in MISSED_POLICIES:
             raise ValueError(f"missed-slot policy must be one of {', '.join(MISSED_POLICIES)}")
         self.store = store
@@ -231,7 +231,9 @@ class Recurring:
         self.missed = missed
         self.window = window
         self.clock = clock
-        self.time_to_s = time_to_s
+        #: Ruby's ``Time.now.to_s`` in the scheduler's zone (TZ), for ``last_enqueued_at``
+        self.time_to_s = time_to_s or (lambda epoch: _dt.datetime.fromtimestamp(int(epoch), zone)
+                                       .strftime("%Y-%m-%d %H:%M:%S %z"))
         self.armed: Dict[str, _Armed] = {}
         self.errors: Dict[str, str] = {}
         self.lock_key = ""
