@@ -234,6 +234,7 @@ def default() -> Resque:
         from resque_compat.settings import connection_settings
 
         settings = connection_settings()
+        codec.set_ruby_json(settings.ruby_json)
         _default = Resque.from_url(settings.redis_url, settings.namespace)
     return _default
 

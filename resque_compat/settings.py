@@ -196,6 +196,11 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("FAILURE_CALLBACK", "failure_callback", str, "module:function called with each "
             "failure (dict) when FAILURE_BACKEND=multiple, e.g. to report to Sentry.",
             "--failure-callback", "MOD:FUNC"),
+    Setting("RUBY_JSON", "ruby_json", _choice("RUBY_JSON", ("json", "oj")), "The JSON library "
+            "of the Ruby apps on these queues: json (the json gem, default) or oj (MultiJson picks "
+            "Oj when it is installed). Only floats differ: Oj writes 1e16 as 10000000000000000.0; "
+            "bytes that Ruby hashes or compares (dequeue, loner and retry keys) must match.",
+            "--ruby-json", "json|oj"),
     Setting("PROCESSES", "processes", _int("PROCESSES", 1), "Worker processes to fork (each with "
             "FIBERS greenlets) under one supervisor (default 1 = no supervisor).", "--processes", "N"),
     # Not a user setting (no command shows it): the pool supervisor passes it to its children.
@@ -284,6 +289,7 @@ class Settings:
     max_memory: int = 0
     failure_backend: str = "redis"
     failure_callback: Optional[str] = None
+    ruby_json: str = "json"
     processes: int = 1
     supervisor_fd: int = 0
     hostname: Optional[str] = None
@@ -451,9 +457,9 @@ def rails_environment(environ: Optional[Mapping[str, str]] = None) -> str:
 def connection_settings(options: Optional[Mapping[str, Any]] = None,
                         environ: Optional[Mapping[str, str]] = None) -> Settings:
     """Settings for client commands (enqueue, info, failed, ...): only REDIS_URL,
-    RESQUE_NAMESPACE and FAILURE_BACKEND (which failure lists the admin commands read, as the
-    workers write them) are read, so another worker setting in the environment cannot break them."""
+    RESQUE_NAMESPACE, FAILURE_BACKEND (which failure lists the admin commands read, as the
+    workers write them) and RUBY_JSON (how floats are written) are read, so another worker setting in the environment cannot break them."""
     environ = os.environ if environ is None else environ
-    wanted = {k: environ[k] for k in ("REDIS_URL", "RESQUE_NAMESPACE", "FAILURE_BACKEND")
+    wanted = {k: environ[k] for k in ("REDIS_URL", "RESQUE_NAMESPACE", "FAILURE_BACKEND", "RUBY_JSON")
               if k in environ}
     return Settings.load((), options, wanted)

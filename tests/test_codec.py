@@ -177,7 +177,8 @@ def test_lone_surrogate_is_refused():
 @pytest.mark.parametrize("value, ruby", [
     (1.0, "1.0"), (3.0, "3.0"), (10.0, "10.0"), (-2.5, "-2.5"), (0.0, "0.0"), (-0.0, "-0.0"),
     (1e20, "1.0e+20"), (1.5e-07, "1.5e-07"), (0.1 + 0.2, "0.30000000000000004"),
-    (1e16, "1.0e+16"), (1e15, "1000000000000000.0"), (1e-05, "1.0e-05"), (0.0001, "0.0001"),
+    (1e16, "1.0e+16"), (1e15, "1.0e+15"), (1e14, "100000000000000.0"),
+    (1000000000000000.2, "1000000000000000.2"), (1.000000000000001e15, "1.000000000000001e+15"), (1e-05, "1.0e-05"), (0.0001, "0.0001"),
     (1.7976931348623157e308, "1.7976931348623157e+308"), (5e-324, "5.0e-324"),
     (123456789.123, "123456789.123"), (2.5e-5, "2.5e-05"), (1e100, "1.0e+100"),
 ])
@@ -209,8 +210,11 @@ def _ruby_flo_to_s(x: float) -> str:
     """Ruby's ``Float#to_s`` (numeric.c ``flo_to_s``), written from its rule, for the property test.
 
     The digits are the shortest that round-trip (Python's repr has the same digits). ``decpt`` is
-    where the decimal point falls relative to those digits: fixed notation when -4 < decpt <= 16
-    (DBL_DIG + 1), otherwise ``d.ddd`` + ``e`` + a signed exponent of at least two digits.
+    where the decimal point falls relative to those digits: fixed notation when -4 < decpt < 16,
+    and at decpt == 16 only when there are fraction digits to show (real Ruby 3.1 writes
+    ``1.0e+15`` and ``1.000000000000001e+15`` but ``1000000000000000.2``:
+    fixtures/ruby-json/floats.json), otherwise ``d.ddd`` + ``e`` + a signed exponent of at least
+    two digits.
     """
     if x == 0:
         return "-0.0" if math.copysign(1.0, x) < 0 else "0.0"
@@ -221,7 +225,7 @@ def _ruby_flo_to_s(x: float) -> str:
     digits = digits.lstrip("0")
     decpt -= len("".join(map(str, tup.digits))) - len(digits)
     digits = digits.rstrip("0") or "0"
-    if 0 < decpt <= 16:
+    if 0 < decpt < 16 or (decpt == 16 and len(digits) > decpt):
         whole = digits[:decpt].ljust(decpt, "0")
         return f"{sign}{whole}.{digits[decpt:] or '0'}"
     if -4 < decpt <= 0:

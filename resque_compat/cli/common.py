@@ -95,7 +95,9 @@ def load_job_modules(names: Sequence[str]) -> None:
 def resque_for(settings: Settings) -> "Resque":
     """A Resque client for ``settings`` (imported lazily, so ``--help`` stays fast)."""
     from resque_compat.client import Resque
+    from resque_compat.wire import codec
 
+    codec.set_ruby_json(settings.ruby_json)  # what enqueue & co. write, as the Ruby apps do
     try:
         return Resque.from_url(settings.redis_url, settings.namespace)
     except ValueError as exc:  # redis-py's URL parser: bad scheme, port or DB number

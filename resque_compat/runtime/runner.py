@@ -69,6 +69,7 @@ class Runner:
         # Pools shared by every greenlet's jobs: MySQL (only with DATABASE_URL) and HTTP.
         db.configure(settings.database_url, settings.db_pool, settings.db_pool_timeout)
         http.configure(settings.fibers, *settings.http_timeout)
+        codec.set_ruby_json(settings.ruby_json)  # floats in every payload we write, as the Ruby apps'
         # Jobs and plugins that enqueue share the worker's bounded pool (client.default()).
         client.set_default(client.Resque(self.store.redis, settings.namespace, settings.redis_url))
         #: Jobs still allowed before the process recycles itself (MAX_JOBS); None = no limit.

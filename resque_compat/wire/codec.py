@@ -5,7 +5,8 @@ What Ruby's MultiJson (json gem or Oj) writes, per WIRE §2.2 and fixture 01:
 * compact separators, raw UTF-8, only ``"``, ``\\`` and control characters escaped
   (``\\n``, ``\\t``, ``\\u0001`` in lowercase hex), ``/`` and U+2028 left alone;
 * insertion-ordered objects (a job is ``{"class":..,"args":[..]}``, in that order);
-* floats as Ruby's ``Float#to_s``: ``1.0`` never ``1``, ``1.0e+20`` never ``1e+20``;
+* floats as Ruby's ``Float#to_s``: ``1.0`` never ``1``, ``1.0e+20`` never ``1e+20``; or, with
+  ``RUBY_JSON=oj`` (:func:`set_ruby_json`), as Oj writes them: ``10000000000000000.0``;
 * NaN and Infinity are never written (Ruby raises on them when decoding).
 
 ``json.dumps(separators=(",", ":"), ensure_ascii=False)`` already matches Ruby for every value
@@ -26,11 +27,14 @@ _escape_string = json.encoder.encode_basestring  # type: ignore[attr-defined]  #
 
 
 def ruby_float(value: float) -> str:
-    """Render a float exactly as Ruby's ``Float#to_s`` does.
+    """Render a float exactly as Ruby's ``Float#to_s`` does (the json gem writes the same).
 
-    Python's ``repr`` and Ruby agree on the shortest round-trip digits and on where the
-    exponent form starts (decimal exponent < -4 or >= 16); they differ only in that Ruby keeps a
-    ``.0`` on the mantissa (``1.0e+20``) where Python writes ``1e+20``.
+    Python's ``repr`` and Ruby agree on the shortest round-trip digits and on the small side
+    (``0.0001`` but ``1.0e-05``). They differ in two places: Ruby keeps a ``.0`` on the mantissa
+    (``1.0e+20``, Python ``1e+20``), and with 16 integer digits Ruby uses the exponent form
+    unless there are fraction digits to show (``1.0e+15``, ``1.000000000000001e+15`` but
+    ``1000000000000000.2``), where Python writes ``1000000000000000.0`` up to 1e16
+    (fixtures/ruby-json/floats.json, recorded from Ruby 3.1).
     """
     if math.isnan(value) or math.isinf(value):
         raise EncodeError(
@@ -39,9 +43,52 @@ def ruby_float(value: float) -> str:
         )
     text = repr(value)
     mantissa, sep, exponent = text.partition("e")
-    if sep and "." not in mantissa:
-        return mantissa + ".0e" + exponent
+    if sep:
+        return mantissa + ".0e" + exponent if "." not in mantissa else text
+    whole, _, fraction = text.partition(".")
+    digits = whole.lstrip("-")
+    if len(digits) == 16 and fraction == "0":  # 1e15 <= |value| < 1e16 with no fraction digits
+        significant = digits.rstrip("0")
+        rest = significant[1:]
+        return f"{whole[:-16]}{significant[0]}.{rest or '0'}e+15"
     return text
+
+
+#: Doubles in this range are C ``long long`` values, which Oj prints with ``%.1f``.
+_LONG_LONG = 2.0 ** 63
+
+
+def oj_float(value: float) -> str:
+    """Render a float as Oj 3 (compat mode, MultiJson's Oj adapter) writes it in JSON.
+
+    Oj prints zero as ``0.0`` (also ``-0.0``), a whole number that fits a C ``long long`` with
+    ``%.1f`` (``10000000000000000.0`` where Ruby says ``1.0e+16``), and every other float with
+    Ruby's ``Float#to_s``. Checked against Oj 3.14's real output in fixtures/ruby-json/floats.json.
+    """
+    if value == 0.0:
+        return "0.0"
+    if value.is_integer() and -_LONG_LONG <= value < _LONG_LONG:
+        return "%.1f" % value
+    return ruby_float(value)
+
+
+#: The JSON library of the Ruby apps sharing the queues: MultiJson picks Oj when it is installed.
+RUBY_JSON_LIBRARIES = ("json", "oj")
+_json_float = ruby_float
+
+
+def set_ruby_json(library: str) -> None:
+    """``RUBY_JSON``: write floats as the json gem (``json``, default) or Oj (``oj``) does, so
+    that bytes hashed or compared by Ruby (``Resque.dequeue``, loner keys, retry keys) match."""
+    global _json_float
+    if library not in RUBY_JSON_LIBRARIES:
+        raise ValueError(f"RUBY_JSON must be one of {', '.join(RUBY_JSON_LIBRARIES)} (got {library!r})")
+    _json_float = oj_float if library == "oj" else ruby_float
+
+
+def ruby_json() -> str:
+    """The library set by :func:`set_ruby_json`."""
+    return "oj" if _json_float is oj_float else "json"
 
 
 def _encode_into(obj: Any, out: list) -> None:
@@ -57,7 +104,7 @@ def _encode_into(obj: Any, out: list) -> None:
     elif isinstance(obj, int):
         out.append(int.__repr__(obj))
     elif isinstance(obj, float):
-        out.append(ruby_float(obj))
+        out.append(_json_float(obj))
     elif isinstance(obj, dict):
         out.append("{")
         first = True
