@@ -75,6 +75,8 @@ def job(name: str, queue: Optional[str] = None, *, timeout: Optional[float] = No
             perform = target
         else:
             raise RegistryError(f"@job({name!r}) must decorate a function or a class, not {target!r}")
+        if options.get("status"):
+            perform = _options_only(perform)
         spec = JobSpec(name=name, queue=queue, target=target, perform=perform, origin=_origin(target),
                        timeout=timeout, options=dict(options))
         existing = _registry.get(name) or _registry.get(_other_spelling(name))
@@ -87,6 +89,15 @@ def job(name: str, queue: Optional[str] = None, *, timeout: Optional[float] = No
         return target
 
     return register
+
+
+def _options_only(perform: Callable[..., Any]) -> Callable[..., Any]:
+    """``status=True`` (resque-status, see :mod:`resque_compat.status`): the queue item's args
+    are ``[uuid, options]``, and the job is called with the options hash only, as a Ruby status
+    job's ``perform`` reads ``options``. Hooks still receive both args, as Ruby's do."""
+    def perform_with_options(uuid: Any = None, options: Any = None) -> Any:
+        return perform({} if options is None else options)
+    return perform_with_options
 
 
 def _other_spelling(name: str) -> str:

@@ -149,5 +149,5 @@ def test_top_level_holds_only_what_users_import_or_run():
                    ("wire", "store", "runtime", "scheduler", "metrics", "pool", "cli", "listen", "common")}
     user_facing = {"resque_compat." + m for m in
                    ("__main__", "version", "errors", "settings", "log", "client", "registry", "hooks",
-                    "db", "http", "activejob", "retry", "failures")}
+                    "db", "http", "activejob", "retry", "failures", "status")}
     assert top - subpackages - user_facing == set()

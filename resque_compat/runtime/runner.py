@@ -25,6 +25,7 @@ from resque_compat import (
     hooks,
     http,
     retry,  # noqa: F401  adds the resque-retry plugin for @job(retry_limit=...) (WIRE §7.2)
+    status,  # noqa: F401  adds the resque-status plugin for @job(status=True)
 )
 from resque_compat.errors import ConfigurationError, TermException
 from resque_compat.failures import notifier_for

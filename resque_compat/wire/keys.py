@@ -26,6 +26,10 @@ key                                    type    meaning (WIRE section; fixture th
 ``schedules_changed``                  set     schedule names set/removed since a dynamic leader looked (sched_01, 05a)
 ``delayed:last_enqueued_at``           hash    schedule name -> ``Time#to_s`` of its last enqueue (sched_01, 04)
 ``resque-retry:<Class>[:<sha1>]``      string  resque-retry attempt counter (§7.2)
+``status:<uuid>``                      string  resque-status JSON (ruby-plugins/status_01..06b)
+``_statuses``                          zset    resque-status uuids, score = create epoch (status_01)
+``_kill``                              set     resque-status uuids asked to stop (status_04a)
+``pause:queue:<q>`` / ``pause:all``    string  resque-pause: present = paused (pause_01, pause_03)
 =====================================  ======  ==================================================
 
 The namespace is joined with ``:`` exactly as redis-namespace does (§1.1); nested namespaces
@@ -199,3 +203,28 @@ class Keys:
         ``redis_retry_key`` does (``.gsub(/\\s/, '')`` on the joined key, after hashing)."""
         parts = ["resque-retry", class_name] + ([] if identifier is None else [identifier])
         return self._prefix + _RUBY_WHITESPACE.sub("", ":".join(parts))
+
+    # -- resque-status 0.5.0 (fixtures/ruby-plugins/status_*) ----------------------------------
+    def status(self, uuid: str) -> str:
+        """``status:<uuid>``: the job's status JSON."""
+        return self._prefix + "status:" + uuid
+
+    @property
+    def statuses(self) -> str:
+        """``_statuses``: every status uuid, scored by its create time (never expires)."""
+        return self._prefix + "_statuses"
+
+    @property
+    def status_kill(self) -> str:
+        """``_kill``: uuids whose job should stop at its next ``at``/``tick``."""
+        return self._prefix + "_kill"
+
+    # -- resque-pause 0.3.0 (fixtures/ruby-plugins/pause_*) ------------------------------------
+    def pause_queue(self, queue: str) -> str:
+        """``pause:queue:<q>``: any value means the queue is paused (``"true"`` as Ruby writes)."""
+        return self._prefix + "pause:queue:" + queue
+
+    @property
+    def pause_all(self) -> str:
+        """``pause:all``: resque-pause's global pause (its default ``global_pause_key``)."""
+        return self._prefix + "pause:all"

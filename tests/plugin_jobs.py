@@ -1,0 +1,46 @@
+"""Job doubles for the resque-status and resque-pause tests (``-r tests/plugin_jobs.py``).
+
+``StatusJob`` is the Python twin of the job class the fixtures' Ruby workers ran
+(fixtures/ruby-plugins, ``app_status.rb``): ``at(i, total, "At i of total")`` per step, and
+``fail_at`` raises at that step. Where the Ruby job slept ``sleep`` seconds after a step, this one
+waits for the test to push ``test:go:<uuid>``, so the test can look at the working state and
+request a kill without sleeping.
+"""
+from __future__ import annotations
+
+import os
+
+from resque_compat import job, status
+from tests.delayed_jobs import control
+
+if os.environ.get("TEST_STATUS_EXPIRE_IN"):
+    status.configure(expire_in=int(os.environ["TEST_STATUS_EXPIRE_IN"]))
+
+
+@job("StatusJob", status=True)
+def status_job(options):
+    total = options.get("total", 1)
+    for step in range(1, total + 1):
+        if options.get("fail_at") == step:
+            raise RuntimeError('boom at step 2 ✗ "quoted"')
+        status.at(step, total, f"At {step} of {total}")
+        if options.get("sleep"):
+            if control().blpop(f"test:go:{status.uuid()}", timeout=20) is None:
+                raise TimeoutError("the test never said go")
+
+
+@job("SetsItsOwnStatusJob", status=True)
+def sets_its_own_status(options):
+    status.tick("thinking")
+    status.set(rows=options["rows"])
+    status.completed(url="https://example.test/x.csv")
+
+
+@job("PausableJob", queue="pausable")
+def pausable_job(name):
+    control().rpush("test:ran", f"PausableJob:{name}")
+
+
+@job("OtherJob", queue="other")
+def other_job(name):
+    control().rpush("test:ran", f"OtherJob:{name}")
