@@ -29,6 +29,24 @@ def load_fixture(name: str) -> Dict[str, Any]:
         return json.load(fh)
 
 
+#: The Ruby plugins' snapshots (copied from shared/fixtures/ruby-plugins).
+PLUGIN_FIXTURES = os.path.join(os.path.dirname(FIXTURES), "ruby-plugins")
+#: The pruning lock's value is a worker id and its TTL counts down: left out of comparisons.
+PRUNING_LOCK = "resque:pruning_dead_workers_in_progress"
+
+
+def load_plugin_fixture(name: str) -> Dict[str, Any]:
+    """``fixtures/ruby-plugins/<name>.json``."""
+    with open(os.path.join(PLUGIN_FIXTURES, name + ".json"), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def normalized_plugin_fixture(fx: Dict[str, Any]) -> Dict[str, Any]:
+    """A plugin fixture's keys, normalised as :func:`normalize` does ours (its worker ids)."""
+    ids = [fx["worker_id"]] if "worker_id" in fx else fx["keys"].get("resque:workers", {}).get("value", [])
+    return normalize(fx["keys"], ids, drop=[PRUNING_LOCK])
+
+
 def dump(r: redis.Redis, namespace: str = "resque", with_ttl: bool = False) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for key in sorted(_s(k) for k in r.keys(namespace + ":*")):

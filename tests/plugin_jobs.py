@@ -37,7 +37,7 @@ def sets_its_own_status(options):
 
 
 @job("PausableJob", queue="pausable")
-def pausable_job(name):
+def pausable_job(name, *options):
     control().rpush("test:ran", f"PausableJob:{name}")
 
 

@@ -87,8 +87,9 @@ def test_public_names_load_lazily():
 
 # -- help and version ----------------------------------------------------------------------------------
 
-COMMANDS = ["enqueue", "failed", "info", "listen", "pause-all", "pool", "queues", "remove-worker",
-            "resume-all", "schedule", "scheduler", "version", "work", "workers"]
+COMMANDS = ["enqueue", "failed", "info", "listen", "pause-all", "pause-queue", "pool", "queues",
+            "remove-worker", "resume-all", "resume-queue", "schedule", "scheduler", "version", "work",
+            "workers"]
 
 
 @pytest.mark.parametrize("how", ["runner", "script", "module"])

@@ -16,16 +16,11 @@ from resque_compat.registry import lookup
 from resque_compat.wire import codec
 from tests import plugin_jobs  # noqa: F401  the same @job registrations the workers load
 from tests.conftest import ROOT, wait_for
-from tests.keyspace import dump, load_keys, normalize
+from tests.keyspace import PRUNING_LOCK as PRUNING
+from tests.keyspace import dump, load_keys, normalize, normalized_plugin_fixture
+from tests.keyspace import load_plugin_fixture as fixture
 
 JOBS = os.path.join(ROOT, "tests", "plugin_jobs.py")
-PLUGIN_FIXTURES = os.path.join(ROOT, "fixtures", "ruby-plugins")
-PRUNING = "resque:pruning_dead_workers_in_progress"
-
-
-def fixture(name: str) -> dict:
-    with open(os.path.join(PLUGIN_FIXTURES, name + ".json"), encoding="utf-8") as fh:
-        return json.load(fh)
 
 
 def as_ruby(r, fx: dict, uuid: str, created: int, worker_ids=()) -> dict:
@@ -42,8 +37,7 @@ def as_ruby(r, fx: dict, uuid: str, created: int, worker_ids=()) -> dict:
 
 
 def ruby(fx: dict) -> dict:
-    ids = [fx["worker_id"]] if "worker_id" in fx else []
-    return normalize(fx["keys"], ids, drop=[PRUNING])
+    return normalized_plugin_fixture(fx)
 
 
 def status_of(r, uuid):

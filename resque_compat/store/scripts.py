@@ -20,7 +20,12 @@ from resque_compat.wire.records import reserved_record
 #: 2. unless ``pause-all-workers`` is set, pop at most one job per waiting slot in strict queue
 #:    priority and write ``worker:<id>`` for each in the same step, so a job is always either in
 #:    its queue or in exactly one ``worker:<id>``: never lost between LPOP and SET as in Ruby
-#:    (WIRE §3.3), and nothing is popped that a free greenlet cannot start at once.
+#:    (WIRE §3.3), and nothing is popped that a free greenlet cannot start at once;
+#: 3. resque-pause (fixtures/ruby-plugins/pause_*): a queue whose ``pause:queue:<q>`` exists is
+#:    skipped, and nothing is taken while ``pause:all`` exists. Ruby's patched reserve sends
+#:    ``MGET pause:queue:<q> pause:all`` per queue per poll; one MGET here serves every queue
+#:    and every waiting slot of the trip, paused or not, so a paused queue costs no command per
+#:    slot (it saves the LPOPs).
 #:
 #: The record is built by concatenation so the payload keeps its exact bytes (WIRE §9.6). A
 #: payload that is not a strictly valid JSON object is stored as a JSON string, ASCII-escaped
@@ -30,7 +35,8 @@ from resque_compat.wire.records import reserved_record
 #:
 #: KEYS: pause-all-workers, stat:processed, stat:failed, failed_queues,
 #:       per done slot: worker:<id>, stat:processed:<id>, stat:failed:<id>, its failure list,
-#:       per waiting slot: worker:<id>, per queue: queue:<q>.
+#:       per waiting slot: worker:<id>, per queue: queue:<q>,
+#:       pause:all, per queue: pause:queue:<q>.
 #: ARGV: n_done, n_free, n_queues,
 #:       per done slot: failure entry ('' = none), failed_queues member ('' = none),
 #:       per queue: the record prefix ``{"queue":..,"run_at":..,"payload":``.
@@ -74,6 +80,11 @@ if pause and string.lower(string.match(pause, '^%s*(.-)%s*$')) == 'true' then
 end
 local free_first = k
 local queue_first = k + n_free
+local pause_first = queue_first + n_queues
+local plugin_paused = redis.call('MGET', unpack(KEYS, pause_first, pause_first + n_queues))
+if plugin_paused[1] then
+  return out
+end
 local function as_json_string(s)
   return '"' .. (string.gsub(s, '[%z\1-\31"\\\127-\255]', function(c)
     return string.format('\\u%04x', string.byte(c))
@@ -128,7 +139,10 @@ end
 local slot = 0
 local q = 1
 while slot < n_free and q <= n_queues do
-  local raw = redis.call('LPOP', KEYS[queue_first + q - 1])
+  local raw = false
+  if not plugin_paused[q + 1] then
+    raw = redis.call('LPOP', KEYS[queue_first + q - 1])
+  end
   if raw then
     local body = raw
     local embedded = 1
@@ -180,6 +194,8 @@ def reserve_call(keys: Keys, failure_backend: str, done: Sequence[Done], free_id
         args += [d.failure or "", member or ""]
     script_keys.extend(keys.worker(wid) for wid in free_ids)   # free_first
     script_keys.extend(keys.queue(q) for q in queues)           # queue_first
+    script_keys.append(keys.pause_all)                          # pause_first: resque-pause,
+    script_keys.extend(keys.pause_queue(q) for q in queues)     # read in one MGET
     args.extend(record_prefixes)                                # ARGV[a + q - 1]
     return script_keys, args
 

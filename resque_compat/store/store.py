@@ -157,6 +157,22 @@ class Store:
         else:
             self.redis.delete(self.keys.pause_all_workers)
 
+    def set_queue_paused(self, queue: str, paused: bool) -> None:
+        """resque-pause's ``pause(q)``: SET ``pause:queue:<q>`` ``true`` (what redis-rb 4.8
+        writes for Ruby's ``true``, pause_01), or its ``unpause(q)``: DEL. Ruby workers with the
+        plugin and our workers stop taking jobs from that queue."""
+        if paused:
+            self.redis.set(self.keys.pause_queue(queue), "true")
+        else:
+            self.redis.delete(self.keys.pause_queue(queue))
+
+    def paused_queues(self, queues: Sequence[str]) -> List[bool]:
+        """Which of ``queues`` resque-pause marks paused (its own key or ``pause:all``)."""
+        if not queues:
+            return []
+        values = self.redis.mget([self.keys.pause_all] + [self.keys.pause_queue(q) for q in queues])
+        return [values[0] is not None or v is not None for v in values[1:]]
+
     def failures(self, start: int = 0, count: int = 1) -> List[bytes]:
         stop = -1 if count < 0 else start + count - 1
         return list(self.redis.lrange(self.keys.failed, start, stop))
