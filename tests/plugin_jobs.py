@@ -36,9 +36,25 @@ def sets_its_own_status(options):
     status.completed(url="https://example.test/x.csv")
 
 
-@job("PausableJob", queue="pausable")
+@job("PausableJob", queue="pausable", pause=True, pause_check_interval=0.2)
 def pausable_job(name, *options):
     control().rpush("test:ran", f"PausableJob:{name}")
+
+
+@job("MidwayJob", queue="midway", pause=True, pause_check_interval=0.2)
+class MidwayJob:
+    """Pauses its own queue once, after it was reserved and before the plugin's check (Ruby's
+    hooks run in name order, and the plugin's come after the job's own here too): an operator
+    pausing the queue at that moment (fixtures/ruby-plugins/pause_05)."""
+
+    @staticmethod
+    def before_perform_0_pause_own_queue(*args):
+        if control().set("test:paused-once", "1", nx=True):
+            control().set("resque:pause:queue:midway", "true")
+
+    @staticmethod
+    def perform(name, *rest):
+        control().rpush("test:ran", f"MidwayJob:{name}")
 
 
 @job("OtherJob", queue="other")

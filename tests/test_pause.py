@@ -106,6 +106,32 @@ def test_a_paused_queue_is_left_alone_until_unpaused_then_drained_in_order(r, st
     assert normalize(dump(r), ids, drop=[PRUNING]) == ruby("pause_04_unpaused")
 
 
+def test_a_job_whose_queue_was_paused_after_reserve_is_pushed_back_to_the_head(r, start_worker):
+    fx = fixture("pause_05_pushed_back")
+    r.rpush("resque:queue:midway", *fx["keys"]["resque:queue:midway"]["value"])  # Ruby's m1, m2
+    r.sadd("resque:queues", "midway")
+    worker = start_worker("QUEUE=midway", require=JOBS)
+    ids = worker.wait_registered(r)
+    wait_for(lambda: r.get("resque:stat:processed") == "1", what="m1 to be pushed back")
+    assert ran(r) == []  # skipped, not failed
+    assert normalize(dump(r), ids, drop=[PRUNING]) == ruby("pause_05_pushed_back")
+    r.delete("resque:pause:queue:midway")  # Ruby's unpause(:midway)
+    wait_for(lambda: r.get("resque:stat:processed") == "3", what="m1 then m2")
+    assert ran(r) == ["MidwayJob:m1", "MidwayJob:m2"]
+    r.delete("test:ran")
+    assert normalize(dump(r), ids, drop=[PRUNING]) == ruby("pause_05b_pushed_back_then_unpaused")
+
+
+def test_a_job_routed_to_another_queue_moves_to_its_paused_class_queue(r, resque, start_worker):
+    r.set("resque:pause:queue:pausable", "true")  # Ruby's pause(:pausable)
+    resque.enqueue_to("other", "PausableJob", "routed")
+    worker = start_worker("QUEUE=other", require=JOBS)
+    ids = worker.wait_registered(r)
+    wait_for(lambda: r.get("resque:stat:processed") == "1", what="the push-back")
+    assert ran(r) == []
+    assert normalize(dump(r), ids, drop=[PRUNING]) == ruby("pause_06_enqueue_to_moved_to_class_queue")
+
+
 def _trip_commands(store: Store, monitor: Monitor, free: int, queues, tag: str):
     ids = [f"host:1:q:{i}" for i in range(free)]
     store.redis.echo(f"{tag}-starts")

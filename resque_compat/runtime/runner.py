@@ -30,6 +30,7 @@ from resque_compat import (
 from resque_compat.errors import ConfigurationError, TermException
 from resque_compat.failures import notifier_for
 from resque_compat.metrics import recorder as metrics
+from resque_compat.runtime import pause  # noqa: F401  resque-pause's push-back, @job(pause=True)
 from resque_compat.runtime.autoscale import Autoscaler, db_headroom
 from resque_compat.runtime.fetcher import Fetcher, FetcherEvents
 from resque_compat.runtime.heartbeat import HeartbeatThread, beat, store_factory

@@ -173,6 +173,11 @@ class Store:
         values = self.redis.mget([self.keys.pause_all] + [self.keys.pause_queue(q) for q in queues])
         return [values[0] is not None or v is not None for v in values[1:]]
 
+    def push_back(self, queue: str, item: str) -> None:
+        """resque-pause's push-back: LPUSH to the head of ``queue:<q>``, without SADD ``queues``
+        (pause_05, pause_06: the queue may be missing from ``queues``, as Ruby leaves it)."""
+        self.redis.lpush(self.keys.queue(queue), item)
+
     def failures(self, start: int = 0, count: int = 1) -> List[bytes]:
         stop = -1 if count < 0 else start + count - 1
         return list(self.redis.lrange(self.keys.failed, start, stop))
