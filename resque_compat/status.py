@@ -34,7 +34,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Union
 
 from resque_compat import client, hooks, registry
-from resque_compat.errors import ResqueError
+from resque_compat.errors import ResqueError, TermException
 from resque_compat.registry import JobSpec
 from resque_compat.retry import ruby_inspect
 from resque_compat.store.status import StatusStore
@@ -207,6 +207,8 @@ class StatusPlugin:
             except Killed:
                 job.store.killed(job.uuid)  # the job ends normally: processed, no failure
                 return
+            except TermException:
+                raise  # Ruby's TermException is no StandardError: the status stays "working"
             except Exception as exc:
                 job.set_status({"status": FAILED}, f"The task failed because of an error: {exc}")
                 raise  # as Ruby with no on_failure: a failure entry too

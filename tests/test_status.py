@@ -200,3 +200,25 @@ def test_set_completed_and_tick_from_python(r, resque, start_worker):
         r'"name":"SetsItsOwnStatusJob\(\{\\"rows\\"=>7\}\)","message":"Completed at \d{4}-\d\d-\d\d '
         r'\d\d:\d\d:\d\d [+-]\d{4}","rows":7,"url":"https://example.test/x.csv"\}' % uuid, got), got
     assert status.pct_complete(json.loads(got)) == 100
+
+
+def test_a_job_stopped_by_shutdown_stays_working_as_in_ruby(r, resque):
+    """Ruby's TermException is not a StandardError, so safe_perform! does not mark it failed."""
+    from resque_compat import client, hooks, registry
+    from resque_compat.errors import TermException
+
+    @registry.job("TermStatusJob", status=True)
+    def stopped(options):
+        status.at(1, 2)
+        raise TermException("SIGTERM")
+
+    client.set_default(resque)
+    try:
+        uuid = status.create("TermStatusJob", {}, resque=resque)
+        with pytest.raises(TermException):
+            hooks.perform(registry.lookup("TermStatusJob"), [uuid, {}])
+    finally:
+        registry.unregister("TermStatusJob")
+        client.set_default(None)
+    got = status.get(uuid, resque=resque)
+    assert (got["status"], got["num"], got["name"]) == ("working", 1, "TermStatusJob()")
