@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -87,3 +89,31 @@ def test_setting_is_read_from_env_words_and_for_client_commands():
     assert connection_settings(None, {"RUBY_JSON": "OJ"}).ruby_json == "oj"
     with pytest.raises(ConfigurationError, match="RUBY_JSON must be one of json, oj"):
         Settings.load((), None, {"RUBY_JSON": "yajl"})
+
+
+def _oj_item(value: float) -> str:
+    """A queue item as Ruby Resque with Oj wrote it: the float's bytes are Oj's real output."""
+    bits = struct.pack(">d", value).hex()
+    case = next(c for c in FLOATS["cases"] if c["bits"] == bits)
+    return '{"class":"Exports::Job","args":[' + case["oj"][1:-1] + ',"x"]}'
+
+
+def test_dequeue_finds_an_item_a_ruby_app_with_oj_wrote_only_with_ruby_json_oj(r, resque):
+    item = _oj_item(1e16)
+    assert item == '{"class":"Exports::Job","args":[10000000000000000.0,"x"]}'
+    r.rpush("resque:queue:exports", item)
+    assert resque.dequeue("Exports::Job", 1e16, "x", queue="exports") == 0  # json gem bytes differ
+    codec.set_ruby_json("oj")
+    assert resque.dequeue("Exports::Job", 1e16, "x", queue="exports") == 1
+    assert r.llen("resque:queue:exports") == 0
+
+
+def test_resque_py_enqueue_writes_oj_bytes_with_ruby_json_oj(r):
+    from tests.conftest import REDIS_URL, ROOT as root
+
+    env = {**os.environ, "RUBY_JSON": "oj"}
+    out = subprocess.run([sys.executable, "-m", "resque_compat", "--redis", REDIS_URL, "enqueue", "exports",
+                          "Exports::Job", "[1e16, 1e-05, -0.0]"], cwd=root, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert r.lrange("resque:queue:exports", 0, -1) == [
+        '{"class":"Exports::Job","args":[10000000000000000.0,1.0e-05,0.0]}']
