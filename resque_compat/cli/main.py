@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 import click
 
-from resque_compat.cli import admin, failed, listen, pool, queues, schedule, scheduler, work
+from resque_compat.cli import admin, doctor, failed, listen, pool, queues, schedule, scheduler, work
 from resque_compat.cli.common import EPILOG, Context
 from resque_compat.settings import DEFAULT_REDIS_URL
 from resque_compat.version import RESQUE_VERSION, __version__
@@ -47,5 +47,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 for command in (work.work, queues.enqueue, queues.info, queues.queues, admin.workers,
                 admin.remove_worker, admin.pause_all, admin.resume_all, failed.failed,
-                scheduler.scheduler, schedule.schedule, pool.pool, listen.listen):
+                scheduler.scheduler, schedule.schedule, pool.pool, listen.listen, doctor.doctor):
     main_group.add_command(command)
