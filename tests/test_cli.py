@@ -87,7 +87,7 @@ def test_public_names_load_lazily():
 
 # -- help and version ----------------------------------------------------------------------------------
 
-COMMANDS = ["enqueue", "failed", "info", "listen", "pause-all", "pool", "queues", "remove-worker",
+COMMANDS = ["doctor", "enqueue", "failed", "info", "listen", "pause-all", "pool", "queues", "remove-worker",
             "resume-all", "schedule", "scheduler", "version", "work", "workers"]
 
 
