@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from resque_compat.errors import NoClassError, NoQueueError, ResqueError
 from resque_compat.failures import Failure, FailureLookupError, Failures, _decode_entry, _job_of
@@ -195,9 +195,13 @@ class Triage:
         or changed by someone else, and is counted as gone."""
         report = report or BulkReport(matched=len(entries))
         if action == "remove":
-            results = self.store.remove_many([(e.failure.key, e.failure.index, e.raw) for e in entries])
-            report.done += sum(results)
-            report.gone += len(results) - sum(results)
+            by_list: Dict[str, List[Tuple[int, Any]]] = {}
+            for e in entries:
+                by_list.setdefault(e.failure.key, []).append((e.failure.index, e.raw))
+            for key, pairs in by_list.items():
+                results = self.store.remove_many(key, pairs)
+                report.done += sum(results)
+                report.gone += len(results) - sum(results)
             return report
         stamp = stamp or self._stamp()
         actions = []

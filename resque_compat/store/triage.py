@@ -11,18 +11,18 @@ from resque_compat.wire.keys import Keys
 if TYPE_CHECKING:
     import redis
 
-#: Find the expected bytes at ARGV[1], or up to ARGV[2] places below it (others' removals only
-#: shift entries down); sets ``at`` to that index, or returns 0 from the script if absent.
+#: ``locate(key, at, window, expected)``: ``at`` if the entry there is ``expected``, else the
+#: nearest index up to ``window`` places below holding it (others' removals only shift entries
+#: down), else nil.
 _LOCATE = """
-local at = tonumber(ARGV[1])
-if redis.call('LINDEX', KEYS[1], at) ~= ARGV[3] then
-  local low = math.max(0, at - tonumber(ARGV[2]))
-  local page = redis.call('LRANGE', KEYS[1], low, at)
-  at = nil
+local function locate(key, at, window, expected)
+  if redis.call('LINDEX', key, at) == expected then return at end
+  local low = math.max(0, at - window)
+  local page = redis.call('LRANGE', key, low, at)
   for j = #page, 1, -1 do
-    if page[j] == ARGV[3] then at = low + j - 1; break end
+    if page[j] == expected then return low + j - 1 end
   end
-  if at == nil then return 0 end
+  return nil
 end
 """
 
@@ -30,6 +30,8 @@ end
 #: (with retried_at), job queue ('' = nothing to push: Ruby's NoQueueError after writing
 #: retried_at), job JSON. Returns 1 done, 0 the entry is gone or changed.
 RETRY_SCRIPT = _LOCATE + """
+local at = locate(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3])
+if at == nil then return 0 end
 redis.call('LSET', KEYS[1], at, ARGV[4])
 if ARGV[5] ~= '' then
   redis.call('SADD', KEYS[2], ARGV[5])
@@ -38,15 +40,31 @@ end
 return 1
 """
 
-#: Ruby's remove is LSET "" + LREM 1 "" (WIRE §4.5). A unique placeholder instead of "" means
-#: we remove our entry and no one else's, and LREM searches from the nearer end of the list.
-#: KEYS: failure list. ARGV: index, window, expected bytes, placeholder.
+#: Ruby's remove is LSET "" + LREM 1 "" (WIRE §4.5), one LREM scan per entry. This removes a
+#: page of entries in one atomic call: each found entry is LSET to a placeholder unique to the
+#: call, then one LREM takes them all, from the end nearer to them; no reader ever sees a
+#: placeholder. KEYS: failure list. ARGV: window, placeholder, then index/expected pairs.
+#: Returns one 1 (removed) or 0 (gone or changed) per pair.
 REMOVE_SCRIPT = _LOCATE + """
-redis.call('LSET', KEYS[1], at, ARGV[4])
-local from = 1
-if at * 2 >= redis.call('LLEN', KEYS[1]) then from = -1 end
-redis.call('LREM', KEYS[1], from, ARGV[4])
-return 1
+local window, mark = tonumber(ARGV[1]), ARGV[2]
+local out, count, lowest, highest = {}, 0, nil, nil
+for k = 3, #ARGV, 2 do
+  local at = locate(KEYS[1], tonumber(ARGV[k]), window, ARGV[k + 1])
+  if at == nil then
+    out[#out + 1] = 0
+  else
+    redis.call('LSET', KEYS[1], at, mark)
+    out[#out + 1] = 1
+    count = count + 1
+    if lowest == nil or at < lowest then lowest = at end
+    if highest == nil or at > highest then highest = at end
+  end
+end
+if count > 0 then
+  if redis.call('LLEN', KEYS[1]) - lowest < highest then count = -count end
+  redis.call('LREM', KEYS[1], count, mark)
+end
+return out
 """
 
 #: How far below its index the scripts look for an entry that others' removals moved.
@@ -96,11 +114,11 @@ class FailureStore:
                         args=[index, WINDOW, expected, entry, queue, job], client=pipe)
         return [bool(int(x)) for x in pipe.execute()]
 
-    def remove_many(self, actions: Sequence[Tuple[str, int, Any]]) -> List[bool]:
-        """Each action: (list key, index, expected bytes); give them from the highest index
-        down, so earlier removals do not move later ones."""
-        pipe = self.redis.pipeline(transaction=False)
-        for key, index, expected in actions:
-            self._remove(keys=[key], args=[index, WINDOW, expected, "resque-py:removing:" + uuid.uuid4().hex],
-                         client=pipe)
-        return [bool(int(x)) for x in pipe.execute()]
+    def remove_many(self, key: str, entries: Sequence[Tuple[int, Any]]) -> List[bool]:
+        """Remove each (index, expected bytes) of one list in one atomic call."""
+        if not entries:
+            return []
+        args: List[Any] = [WINDOW, "resque-py:removing:" + uuid.uuid4().hex]
+        for index, expected in entries:
+            args += [index, expected]
+        return [bool(int(x)) for x in self._remove(keys=[key], args=args)]
