@@ -196,3 +196,34 @@ def test_bulk_retry_while_workers_add_failures_and_others_remove(r):
     retried = {e["payload"]["args"][0] for e in entries if "retried_at" in e}
     assert retried == set(requeued)                           # the marks match the pushes
     assert not set(removed) & retried and len(entries) == len(originals) + len(added) - len(removed)
+
+
+def test_bulk_remove_while_workers_add_failures(r):
+    """A bulk remove racing a worker's RPUSHes removes exactly the matching entries present when
+    its scan began (the first few pushed may be among them) and nothing else."""
+    r.rpush(K.failed, *[entry(n, cls="A" if n % 2 else "B") for n in range(4000)])
+    done = gevent.event.Event()
+    added = []
+
+    def worker():
+        client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+        n = 10_000
+        while not done.is_set():
+            client.rpush(K.failed, entry(n, cls="A" if n % 2 else "B"))
+            added.append(n)
+            n += 1
+            gevent.sleep(0)
+
+    greenlet = gevent.spawn(worker)
+    report = Triage(Failures(redis.Redis.from_url(REDIS_URL), K)).bulk("remove", FailureFilter(class_name="A"))
+    done.set()
+    greenlet.join()
+    left = [json.loads(e)["payload"] for e in r.lrange(K.failed, 0, -1)]
+    assert added and report.gone == 0 and report.done == report.matched
+    assert [p["args"][0] for p in left if p["class"] == "B"] == \
+        list(range(0, 4000, 2)) + [n for n in added if n % 2 == 0]        # every B kept, in order
+    kept_new_a = [p["args"][0] for p in left if p["class"] == "A"]
+    removed_new_a = [n for n in added if n % 2 and n not in kept_new_a]
+    assert all(p["args"][0] >= 10_000 for p in left if p["class"] == "A")  # every original A gone
+    assert removed_new_a == [n for n in added if n % 2][:len(removed_new_a)]
+    assert report.done == 2000 + len(removed_new_a)

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Optional
+from typing import List, Optional
 
 import click
 
 from resque_compat.cli.common import Context, connected_client, echo_json, failure_backend
 from resque_compat.failures import BACKENDS
+
+#: --fix repairs what one pass lists (at most MAX_PER_CHECK per check), checks again, and
+#: repeats while it still finds something to repair, up to this many passes.
+FIX_ROUNDS = 20
 
 _EPILOG = """\b
 Exit codes: 0 healthy (warnings allowed); 3 something breaks Ruby workers or resque-web, or
@@ -54,11 +58,13 @@ def doctor(obj: Context, as_json: bool, fix: bool, hostname: Optional[str], prun
                      clock_tolerance=clock_tolerance, scheduler_lock_prefix=scheduler_lock_prefix,
                      failure_lists=failures.list_keys)
     findings = checker.examine()
-    fixed = []
-    if fix:
-        fixed = Repairer(checker, Store(resque.redis, resque.keys, layout), time.time).run(findings)
-        if fixed:
-            findings = checker.examine()  # what is left is what the exit code is about
+    fixed: List[str] = []
+    for _round in range(FIX_ROUNDS if fix else 0):
+        done = Repairer(checker, Store(resque.redis, resque.keys, layout), time.time).run(findings)
+        if not done:
+            break
+        fixed += done
+        findings = checker.examine()  # what is left is what the exit code is about
     code = exit_code(findings)
     if as_json:
         echo_json({"findings": [f.as_json() for f in findings], "fixed": fixed, "exit": code})

@@ -23,6 +23,9 @@ CRITICAL, WARNING, INFO = "critical", "warning", "info"
 FAILED_WARN = 10_000
 #: Ruby's ``Resque.prune_interval`` default (WIRE §3.6).
 RUBY_PRUNE_INTERVAL = 300.0
+#: Findings kept per check; the rest are counted in one summary finding, so a keyspace with a
+#: million orphaned keys still gives a bounded report (``--fix`` repeats until none are left).
+MAX_PER_CHECK = 1000
 
 
 @dataclass
@@ -74,14 +77,25 @@ class Doctor:
         self.ps_pids = ps_pids
         self.findings: List[Finding] = []
         self._ps: Optional[List[str]] = None
+        self._counts: Dict[str, Tuple[int, str]] = {}
 
     def add(self, check: str, severity: str, key: str, breaks: str, fix: str,
             fixable: bool = False, subject: str = "") -> None:
-        self.findings.append(Finding(check, severity, key, breaks, fix, fixable, subject))
+        seen, _ = self._counts.get(check, (0, severity))
+        self._counts[check] = (seen + 1, severity)
+        if seen < MAX_PER_CHECK:
+            self.findings.append(Finding(check, severity, key, breaks, fix, fixable, subject))
+
+    def _summarise_overflow(self) -> None:
+        for check, (seen, severity) in sorted(self._counts.items()):
+            if seen > MAX_PER_CHECK:
+                self.findings.append(Finding(
+                    check, severity, "", f"{seen - MAX_PER_CHECK} more {check} finding(s) not listed",
+                    f"fix the {MAX_PER_CHECK} listed ones, then run the doctor again"))
 
     def examine(self) -> List[Finding]:
         """Every check, in a stable order; returns (and keeps) the findings."""
-        self.findings = []
+        self.findings, self._counts = [], {}
         now = self.survey.server_time()
         self.check_server(now)
         workers = set(self.survey.workers())
@@ -99,6 +113,7 @@ class Doctor:
         self.check_scheduler_lock()
         self.check_pauses()
         self.check_failed()
+        self._summarise_overflow()
         return self.findings
 
     # -- the server ---------------------------------------------------------------------------
