@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from resque_compat.cli.main import main_group
 from resque_compat.runtime.heartbeat import parse_heartbeat
 from resque_compat.store.survey import Survey
 from resque_compat.doctor.checks import MAX_PER_CHECK, Doctor
