@@ -11,9 +11,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
-from resque_compat.runtime.heartbeat import parse_heartbeat, resque_pids
+from resque_compat.runtime.pruning import resque_pids
 from resque_compat.store.survey import BATCH, Survey
 from resque_compat.wire import health
+from resque_compat.wire.codec import parse_heartbeat
 from resque_compat.wire.keys import Keys
 from resque_compat.wire.queues import fnmatch_ruby
 from resque_compat.wire.records import ParsedWorkerId

@@ -17,9 +17,10 @@ from typing import Callable, List, Optional, Tuple
 
 from resque_compat.doctor.checks import Doctor, Finding
 from resque_compat.errors import DirtyExit, PruneDeadWorkerDirtyExit
-from resque_compat.runtime.heartbeat import dirty_exit_entry, held_job, parse_heartbeat
 from resque_compat.store.store import Store
 from resque_compat.wire import codec, records
+from resque_compat.wire.codec import parse_heartbeat
+from resque_compat.wire.records import dirty_exit_entry, held_job
 
 _UNREGISTER = ("bad_worker_id", "ghost_dead_pid", "ghost_expired_heartbeat")
 
@@ -101,10 +102,9 @@ class Repairer:
         if raw is None:
             return
         entry, queue = held_entry(raw, wid, exc, self.clock())
-        failure_list, member = self.keys.failed, ""
-        if self.store.failure_backend == "redis_multi_queue" and queue is not None:
-            failure_list, member = self.keys.queue_failed(queue), self.keys.queue_failed_name(queue)
-        if self.survey.record_and_delete(finding.key, raw, failure_list, entry, member):
+        backend = self.store.failure_backend
+        if self.survey.record_and_delete(finding.key, raw, self.keys.failure_list(queue, backend), entry,
+                                         self.keys.failed_queues_member(queue, backend) or ""):
             self.done.append(f"deleted {finding.key}" + ("; what it held is now a failure entry"
                                                         if entry else ""))
 
