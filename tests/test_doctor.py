@@ -261,12 +261,42 @@ def test_fix_never_touches_a_worker_that_came_back(private):
 def test_scan_reads_a_large_keyspace_in_batches(private):
     r, url = private
     pipe = r.pipeline(transaction=False)
-    for i in range(20_000):
+    for i in range(2_500):
         pipe.set(f"resque:worker:gone:{i}:q:started", "x")
     pipe.execute()
     data = doctor(url)
     orphans = [f for f in data["findings"] if f["check"] == "orphan_started"]
-    assert len(orphans) == MAX_PER_CHECK + 1 and orphans[-1]["breaks"].startswith("19000 more")
+    assert len(orphans) == MAX_PER_CHECK + 1 and orphans[-1]["breaks"].startswith("1500 more")
     result = admin(url, "doctor", "--fix", "--hostname", HOST)
-    assert result.exit_code == 0 and result.output.count("fixed: deleted") == 20_000
+    assert result.exit_code == 0 and result.output.count("fixed: deleted") == 2_500
     assert r.dbsize() == 0
+
+
+def test_a_running_resque_py_worker_is_healthy_to_the_doctor(r, redis_url, start_worker):
+    """A real worker on this host (the real host name): title, pid and heartbeats pass."""
+    worker = start_worker("QUEUE=critical", "FIBERS=2")
+    ids = worker.wait_registered(r, count=2)
+    result = admin(redis_url, "doctor", "--json")  # the shared server: its CONFIG is not ours
+    data = json.loads(result.stdout)
+    about_workers = [f for f in data["findings"] if f["subject"] in ids or f["check"] in (
+        "title_not_recognised", "pid_not_exact", "ghost_dead_pid", "bad_worker_id", "bad_heartbeat")]
+    assert about_workers == []
+    assert {f["check"] for f in data["findings"]} <= {
+        "failed_size", "no_persistence", "maxmemory_policy", "config_unreadable", "clock_skew"}
+
+
+def test_fix_routes_dirty_exits_through_the_multi_queue_backend(private):
+    r, url = private
+    wid = f"{HOST}:{_dead_pid()}:critical"
+    r.sadd(K.workers, wid)
+    r.set(K.worker(wid), _job("multi"))
+    result = admin(url, "doctor", "--fix", "--hostname", HOST, "--backend", "redis_multi_queue")
+    assert result.exit_code == 0, result.output
+    assert not r.exists(K.failed) and r.smembers(K.failed_queues) == {"critical_failed"}
+    [raw] = r.lrange(K.queue_failed("critical"), 0, -1)
+    assert json.loads(raw)["payload"] == {"class": "Held", "args": ["multi"]}
+
+
+def test_unreachable_redis_exits_1():
+    result = admin("redis://127.0.0.1:1/0", "doctor")
+    assert result.exit_code == 1 and "resque-py:" in result.stderr

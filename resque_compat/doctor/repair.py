@@ -18,6 +18,7 @@ from typing import Callable, List, Optional, Tuple
 from resque_compat.doctor.checks import Doctor, Finding
 from resque_compat.errors import DirtyExit, PruneDeadWorkerDirtyExit
 from resque_compat.store.store import Store
+from resque_compat.store.survey import BATCH
 from resque_compat.wire import codec, records
 from resque_compat.wire.codec import parse_heartbeat
 from resque_compat.wire.records import dirty_exit_entry, held_job
@@ -52,9 +53,16 @@ class Repairer:
         self.done: List[str] = []
 
     def run(self, findings: List[Finding]) -> List[str]:
+        plain_keys = []
         for finding in findings:
-            if finding.fixable:
-                getattr(self, "_" + finding.check, self._delete_key)(finding)
+            if not finding.fixable:
+                continue
+            repair = getattr(self, "_" + finding.check, None)
+            if repair is None:
+                plain_keys.append(finding)
+            else:
+                repair(finding)
+        self._delete_keys(plain_keys)
         return self.done
 
     # -- workers ------------------------------------------------------------------------------
@@ -116,12 +124,17 @@ class Repairer:
         if not self.survey.is_worker(finding.subject):
             self._save_record(finding, DirtyExit("Job still being processed"))
 
-    def _delete_key(self, finding: Finding) -> None:
-        """Orphaned ``started`` / ``stat:*:<id>`` keys, and Resque keys of the wrong type."""
-        if finding.check.startswith("orphan_") and self.survey.is_worker(finding.subject):
-            return  # registered meanwhile
-        if self.survey.delete([finding.key]):
-            self.done.append(f"deleted {finding.key}")
+    def _delete_keys(self, findings: List[Finding]) -> None:
+        """Orphaned ``started`` / ``stat:*:<id>`` keys and Resque keys of the wrong type, in
+        one batch; an orphan whose worker registered meanwhile is kept."""
+        orphans = [f for f in findings if f.check.startswith("orphan_")]
+        back = {f.subject for f, registered in zip(orphans, self.survey.are_workers(
+            [f.subject for f in orphans])) if registered}
+        doomed = [f.key for f in findings if f.subject not in back or not f.check.startswith("orphan_")]
+        for start in range(0, len(doomed), BATCH):
+            chunk = doomed[start:start + BATCH]
+            if self.survey.delete(chunk):
+                self.done.extend(f"deleted {key}" for key in chunk)
 
     def _dead_scheduler_lock(self, finding: Finding) -> None:
         if self.survey.delete_if_equal(finding.key, finding.subject):

@@ -72,6 +72,12 @@ class Survey:
     def is_worker(self, wid: str) -> bool:
         return bool(self.redis.sismember(self.keys.workers, wid))
 
+    def are_workers(self, ids: Sequence[str]) -> List[bool]:
+        pipe = self.redis.pipeline(transaction=False)
+        for wid in ids:
+            pipe.sismember(self.keys.workers, wid)
+        return [bool(x) for x in pipe.execute()]
+
     def heartbeat_of(self, wid: str) -> Optional[str]:
         value = self.redis.hget(self.keys.heartbeats, wid)
         return None if value is None else _s(value)
