@@ -120,9 +120,12 @@ def _bulk(obj: _FailedContext, action: str, filt: FailureFilter, dry_run: bool, 
               help="Failure layout the workers write [env: FAILURE_BACKEND; default: redis].")
 @click.pass_context
 def failed(ctx: click.Context, backend: Optional[str]) -> None:
-    """List, show, retry and remove failed jobs, as resque-web's Failed page does.
+    """List, show, retry and remove failed jobs, as resque-web's Failed page does, plus
+    filters and bulk actions.
 
-    Indexes are real positions in the failure list, the ids in resque-web's links.
+    An entry is named by INDEX:ID: INDEX is its real position in the failure list (the ids in
+    resque-web's links), ID a hash of its bytes; a command given both acts only if the entry
+    at INDEX still has that ID.
     """
     ctx.obj = _FailedContext(ctx.obj, backend)
 
