@@ -32,6 +32,7 @@ bench: venv services
 	$(PY) bench/run.py
 	$(PY) bench/http_cpu.py
 	$(PY) bench/listen_render.py
+	$(PY) bench/failed_triage.py
 
 # An hour of QUEUE=* FIBERS=100 under a steady stream, printing RSS every 10 s (issue 3).
 soak: venv services

@@ -3,6 +3,7 @@
 resuming a real worker."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import signal
@@ -90,11 +91,14 @@ def test_failed_list_and_show_on_rubys_failure(r, redis_url):
     [raw] = r.lrange("resque:failed", 0, -1)
     result = admin(redis_url, "failed", "list", "--json")
     assert result.exit_code == 0, result.output
+    stable_id = hashlib.sha1(raw.encode("utf-8")).hexdigest()[:12]  # of the exact bytes
     assert json.loads(result.stdout) == {"total": 1, "failures": [
-        {"index": 0, "list": "failed", "entry": json.loads(raw)}]}
+        {"ref": f"0:{stable_id}", "id": stable_id, "index": 0, "list": "failed", "entry": json.loads(raw)}]}
     lines = admin(redis_url, "failed", "list").stdout.splitlines()
-    assert lines[0].split() == ["INDEX", "QUEUE", "FAILED", "AT", "CLASS", "EXCEPTION", "ERROR", "RETRIED", "AT"]
-    assert lines[1].split()[:7] == ["0", "critical", "2026/11/27", "12:01:36", "UTC", "FailJob", "RuntimeError"]
+    assert lines[0].split() == ["INDEX", "ID", "QUEUE", "FAILED", "AT", "CLASS", "EXCEPTION", "ERROR",
+                                "RETRIED", "AT"]
+    assert lines[1].split()[:8] == ["0", stable_id, "critical", "2026/11/27", "12:01:36", "UTC", "FailJob",
+                                    "RuntimeError"]
     assert lines[-1] == "1 of 1 failure(s) shown"
     text = admin(redis_url, "failed", "show", "0").stdout
     assert "args:       [\"retry me\", {\"k\": [1, 2]}]" in text
@@ -223,7 +227,9 @@ def test_queues_json_clear_and_remove(r, redis_url):
     load_keys(r, fixture_keys("01_enqueue.json"))
     sizes = {q: r.llen("resque:queue:" + q) for q in r.smembers("resque:queues")}
     listed = json.loads(admin(redis_url, "queues", "--json").stdout)
-    assert listed == [{"name": q, "size": sizes[q]} for q in sorted(sizes)]
+    assert [(q["name"], q["size"]) for q in listed] == [(q, sizes[q]) for q in sorted(sizes)]
+    # Ruby's plain payloads have no enqueued_at: one look cannot tell their age.
+    assert {(q["oldest_age"], q["age_method"]) for q in listed} == {(None, None)}
     result = admin(redis_url, "queues", "--clear", "critical", input="n\n")
     assert result.exit_code == 1 and r.llen("resque:queue:critical") == sizes["critical"]
     result = admin(redis_url, "queues", "--clear", "critical", "--yes")

@@ -146,8 +146,9 @@ def test_wire_imports_no_io_module_even_indirectly():
 def test_top_level_holds_only_what_users_import_or_run():
     top = {name for name in _module_names() if name.count(".") == 1}
     subpackages = {"resque_compat." + p for p in
-                   ("wire", "store", "runtime", "scheduler", "metrics", "pool", "cli", "listen", "common")}
+                   ("wire", "store", "runtime", "scheduler", "metrics", "pool", "cli", "listen", "common",
+                    "doctor")}
     user_facing = {"resque_compat." + m for m in
                    ("__main__", "version", "errors", "settings", "log", "client", "registry", "hooks",
-                    "db", "http", "activejob", "retry", "failures", "status")}
+                    "db", "http", "activejob", "retry", "failures", "status", "triage")}
     assert top - subpackages - user_facing == set()

@@ -87,9 +87,25 @@ def test_public_names_load_lazily():
 
 # -- help and version ----------------------------------------------------------------------------------
 
-COMMANDS = ["enqueue", "failed", "info", "listen", "pause-all", "pause-queue", "pool", "queues",
-            "remove-worker", "resume-all", "resume-queue", "schedule", "scheduler", "version", "work",
-            "workers"]
+COMMANDS = [
+    "doctor",
+    "enqueue",
+    "failed",
+    "info",
+    "listen",
+    "pause-all",
+    "pause-queue",
+    "pool",
+    "queues",
+    "remove-worker",
+    "resume-all",
+    "resume-queue",
+    "schedule",
+    "scheduler",
+    "version",
+    "work",
+    "workers",
+]
 
 
 @pytest.mark.parametrize("how", ["runner", "script", "module"])
@@ -227,7 +243,7 @@ def test_queues_lists_names_and_sizes(r, redis_url):
     load_fixture_into(r, "07b_wildcard_priority_and_exclusion.json")
     proc = run("queues", REDIS_URL=redis_url)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["alpha\t0", "beta\t2", "mid\t0", "zeta\t0"]
+    assert proc.stdout.splitlines() == ["alpha\t0\t-", "beta\t2\t?", "mid\t0\t-", "zeta\t0\t-"]
     proc = run("info", "--json", REDIS_URL=redis_url)
     assert json.loads(proc.stdout)["pending"] == 2
 

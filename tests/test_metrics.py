@@ -185,7 +185,16 @@ def test_statsd_graphite_and_prometheus_report_a_real_worker(r, start_worker, st
     assert sample[("resque_hub_lag_seconds", ())] < 1
     assert "process_resident_memory_bytes" in {name for name, _ in sample}
     assert http_get(port, "/healthz") == (200, "ready\n")
+    # The head (OkJob 0, a plain payload) has waited at least since the worker first saw it.
+    first = metric(port, "resque_queue_oldest_job_age_seconds", queue="critical", method="first_seen")
+    assert first is not None and first >= 0
+    wait_for(lambda: (metric(port, "resque_queue_oldest_job_age_seconds", queue="critical",
+                             method="first_seen") or 0) > first, what="the head's age to grow")
     wait_for(lambda: statsd.gauge("app.resque.queue.critical.length") == 6, what="StatsD queue length")
+    wait_for(lambda: statsd.gauge("app.resque.queue.critical.oldest_job_age_seconds") is not None,
+             what="StatsD oldest job age")
+    wait_for(lambda: carbon.last("app.resque.queue.critical.oldest_job_age_seconds") is not None,
+             what="Carbon oldest job age")
     wait_for(lambda: statsd.gauge(f"{proc}.busy_workers") == 1, what="StatsD busy gauge")
     wait_for(lambda: carbon.last(f"{proc}.busy_workers") == 1, what="Carbon busy gauge")
     assert carbon.last("app.resque.queue.critical.length") == 6

@@ -9,7 +9,18 @@ from typing import Optional, Sequence
 
 import click
 
-from resque_compat.cli import admin, failed, listen, pause, pool, queues, schedule, scheduler, work
+from resque_compat.cli import (
+    admin,
+    doctor,
+    failed,
+    listen,
+    pause,
+    pool,
+    queues,
+    schedule,
+    scheduler,
+    work,
+)
 from resque_compat.cli.common import EPILOG, Context
 from resque_compat.settings import DEFAULT_REDIS_URL
 from resque_compat.version import RESQUE_VERSION, __version__
@@ -44,9 +55,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-
-for command in (work.work, queues.enqueue, queues.info, queues.queues, admin.workers,
-                admin.remove_worker, admin.pause_all, admin.resume_all, pause.pause_queue,
-                pause.resume_queue, failed.failed, scheduler.scheduler, schedule.schedule, pool.pool,
-                listen.listen):
+#: Every command of resque-py, one per line (each family's module defines its own).
+COMMANDS = (
+    work.work,
+    queues.enqueue,
+    queues.info,
+    queues.queues,
+    admin.workers,
+    admin.remove_worker,
+    admin.pause_all,
+    admin.resume_all,
+    pause.pause_queue,
+    pause.resume_queue,
+    failed.failed,
+    scheduler.scheduler,
+    schedule.schedule,
+    pool.pool,
+    listen.listen,
+    doctor.doctor,
+)
+for command in COMMANDS:
     main_group.add_command(command)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from typing import Sequence
+import time
+from typing import List, Optional, Sequence, Tuple
 
 import click
 
@@ -50,15 +51,27 @@ def info(obj: Context, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of {name, size}.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON array of {name, size, oldest_age, age_method}.")
+@click.option("--watch", type=click.FloatRange(0.1), default=None, metavar="SECONDS",
+              help="Print again every SECONDS; jobs without enqueued_at then get an estimated age "
+                   "(how long their head has been seen; README: Queue latency).")
+@click.option("--times", type=click.IntRange(1), default=None, metavar="N",
+              help="With --watch: stop after N prints.")
 @click.option("--clear", "clear", metavar="NAME", multiple=True,
               help="Drop every job waiting in queue NAME, keeping the queue listed; repeatable.")
 @click.option("--remove", "remove", metavar="NAME", multiple=True,
               help="Drop the jobs and the queue's name too (resque-web's Remove Queue); repeatable.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask before dropping jobs.")
 @click.pass_obj
-def queues(obj: Context, as_json: bool, clear: Sequence[str], remove: Sequence[str], yes: bool) -> None:
-    """List queues with their sizes (resque-web's Queues page), or clear / remove queues."""
+def queues(obj: Context, as_json: bool, watch: Optional[float], times: Optional[int],
+           clear: Sequence[str], remove: Sequence[str], yes: bool) -> None:
+    """List queues with their sizes and the age of their oldest job (resque-web's Queues page
+    plus latency), or clear / remove queues.
+
+    The age is exact for payloads with enqueued_at (ActiveJob); for others it is shown as
+    >=N s with --watch (a lower bound), else "?".
+    """
     resque = connected_client(obj)
     if clear or remove:
         names = ", ".join([*clear, *remove])
@@ -71,10 +84,32 @@ def queues(obj: Context, as_json: bool, clear: Sequence[str], remove: Sequence[s
             resque.remove_queue(name)
             click.echo(f"removed {name}: {size} job(s) dropped")
         return
-    sizes = [(name, resque.size(name)) for name in resque.queues()]
-    if as_json:
-        echo_json([{"name": name, "size": size} for name, size in sizes])
-        return
-    for name, size in sizes:
-        click.echo(f"{name}\t{size}")
+    from resque_compat.metrics.latency import ESTIMATE, OldestJobAge
+    from resque_compat.store.survey import Survey
 
+    survey, tracker, printed = Survey(resque.redis, resque.keys), OldestJobAge(), 0
+    while True:
+        names = resque.queues()
+        keys = [resque.keys.queue(name) for name in names]
+        sizes, heads, now = survey.lengths(keys), survey.heads(keys), survey.server_time()
+        rows = []
+        for name, size, head in zip(names, sizes, heads):
+            age = tracker.observe(name, head, now)
+            known = age is not None and (age[1] != ESTIMATE or printed > 0)
+            rows.append((name, size, age[0] if known else None, age[1] if known else None, head is not None))
+        _print_queues(rows, as_json)
+        printed += 1
+        if watch is None or (times is not None and printed >= times):
+            return
+        time.sleep(watch)
+
+
+def _print_queues(rows: List[Tuple[str, int, Optional[float], Optional[str], bool]], as_json: bool) -> None:
+    if as_json:
+        echo_json([{"name": name, "size": size, "oldest_age": None if age is None else round(age, 3),
+                    "age_method": method} for name, size, age, method, _ in rows])
+        return
+    for name, size, age, method, waiting in rows:
+        shown = "-" if not waiting else "?" if age is None else \
+            f"{age:.1f}s" if method == "enqueued_at" else f">={age:.1f}s"
+        click.echo(f"{name}\t{size}\t{shown}")

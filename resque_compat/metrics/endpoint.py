@@ -53,6 +53,13 @@ class ResqueCollector:
         for queue, size in m.queue_lengths.items():
             length.add_metric([queue], size)
         yield length
+        oldest = GaugeMetricFamily("resque_queue_oldest_job_age_seconds", "Age of the oldest job "
+                                   "waiting in the queue: exact from enqueued_at (ActiveJob), else "
+                                   "estimated as the time its head was first seen (a lower bound)",
+                                   labels=["queue", "method"])
+        for queue, (age, method) in m.oldest_ages.items():
+            oldest.add_metric([queue, method], age)
+        yield oldest
         runner = m.runner
         yield GaugeMetricFamily("resque_workers", "Worker slots (greenlets) in this process",
                                 value=len(runner.workers))

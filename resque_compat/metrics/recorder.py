@@ -12,6 +12,9 @@ for ActiveJob payloads (``enqueued_at`` in the job data, set by Rails) and for p
 top-level ``enqueued_at`` (epoch seconds or ISO 8601), against this host's clock, so clock skew
 between hosts shows up in it. Other jobs are not in the pickup metrics; the queue length gauges
 show their backlog instead.
+
+Queue latency (the age of each queue's oldest waiting job) is read at every poll from the queue
+heads; :mod:`~resque_compat.metrics.latency` says how, and the error of its estimate.
 """
 from __future__ import annotations
 
@@ -26,12 +29,12 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 import gevent
 import redis
 
-from resque_compat.activejob import JOB_WRAPPER
-from resque_compat.errors import ConfigurationError, ResqueError
+from resque_compat.errors import ConfigurationError
+from resque_compat.metrics.latency import OldestJobAge, enqueued_at
 from resque_compat.metrics.sinks import CarbonSink, StatsdSink
 from resque_compat.store.connection import pool_usage
+from resque_compat.store.survey import Survey
 from resque_compat.wire import codec
-from resque_compat.wire.activejob_args import parse_time
 
 if TYPE_CHECKING:
     from resque_compat.runtime.runner import Runner
@@ -117,24 +120,6 @@ class QueueStats:
     sent_failed: int = 0
 
 
-def enqueued_at(job: "Job") -> Optional[float]:
-    """When the job was enqueued, if the payload says (see the module docstring)."""
-    payload = job.payload
-    value: Any = None
-    if job.class_name == JOB_WRAPPER and job.args and isinstance(job.args[0], dict):
-        value = job.args[0].get("enqueued_at")
-    elif isinstance(payload, dict):
-        value = payload.get("enqueued_at")
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return parse_time(value).timestamp()
-    except (ResqueError, ValueError, OverflowError):
-        return None
-
-
 class Metrics:
     """Aggregates one worker process's numbers and publishes them (module docstring)."""
 
@@ -146,6 +131,9 @@ class Metrics:
         self.process_prefix = f"{self.prefix}.{name_part(runner.hostname)}.{runner.pid}"
         self.queues: Dict[str, QueueStats] = {}
         self.queue_lengths: Dict[str, int] = {}
+        #: queue -> (age of the oldest waiting job in seconds, "enqueued_at" or "first_seen").
+        self.oldest_ages: Dict[str, Tuple[float, str]] = {}
+        self._oldest = OldestJobAge()
         self.heartbeat_age: Optional[float] = None
         self.redis_error: Optional[str] = "not polled yet"
         self.hub_lag = 0.0          # the largest lag seen in the last complete window
@@ -223,8 +211,26 @@ class Metrics:
             return
         self.redis_error = None
         self.queue_lengths = dict(zip(queues, sizes))
+        self._poll_oldest(queues, now)
         when = codec.parse_heartbeat(beat) if beat else None
         self.heartbeat_age = None if when is None else max(0.0, now - when)
+
+    def _poll_oldest(self, queues: List[str], now: float) -> None:
+        """The heads of the non-empty queues: one more pipelined read per poll."""
+        busy = [q for q in queues if self.queue_lengths.get(q)]
+        store = self.runner.store
+        try:
+            heads = Survey(store.redis, store.keys).heads([store.keys.queue(q) for q in busy])
+        except redis.RedisError as exc:
+            self.redis_error = str(exc) or type(exc).__name__
+            return
+        self._oldest.forget_others(set(busy))
+        ages = {}
+        for queue, head in zip(busy, heads):
+            age = self._oldest.observe(queue, head, now)
+            if age is not None:
+                ages[queue] = age
+        self.oldest_ages = ages
 
     def flush(self) -> None:
         windows = {q: (s.duration.take_window(), s.pickup.take_window()) for q, s in self.queues.items()}
@@ -277,6 +283,8 @@ class Metrics:
                     yield f"{base}.{timer}:{seconds * 1000:.3f}|ms{rate}"
         for queue, length in self.queue_lengths.items():
             yield f"{self.prefix}.queue.{name_part(queue)}.length:{length}|g"
+        for queue, (age, _) in self.oldest_ages.items():
+            yield f"{self.prefix}.queue.{name_part(queue)}.oldest_job_age_seconds:{age:.3f}|g"
         for name, value in self.gauges().items():
             yield f"{self.process_prefix}.{name}:{value:g}|g"
 
@@ -297,6 +305,8 @@ class Metrics:
                 yield f"{base}.{timer}_ms.max {top * 1000:.3f} {now}"
         for queue, length in self.queue_lengths.items():
             yield f"{self.prefix}.queue.{name_part(queue)}.length {length} {now}"
+        for queue, (age, _) in self.oldest_ages.items():
+            yield f"{self.prefix}.queue.{name_part(queue)}.oldest_job_age_seconds {age:.3f} {now}"
         for name, value in self.gauges().items():
             yield f"{self.process_prefix}.{name} {value:g} {now}"
 

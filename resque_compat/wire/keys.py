@@ -18,6 +18,7 @@ key                                    type    meaning (WIRE section; fixture th
 ``failed_queues`` / ``<queue>_failed`` set/lst redis_multi_queue backend (§4.4; 10)
 ``pruning_dead_workers_in_progress``   string  pruning lock, SET NX EX 60 (§3.5; 02)
 ``pause-all-workers``                  string  operator pause switch (§1.2)
+``pause:queue:<q>`` / ``pause:all``    string  resque-pause: any value pauses (plugins README)
 ``delayed_queue_schedule``             zset    due epoch seconds, member = score (§7.1; 09)
 ``delayed:<ts>``                       list    ``{"class","args","queue"}`` items due at ts (§7.1; 09)
 ``timestamps:<item JSON>``             set     ``delayed:<ts>`` members holding that item (§7.1; 09)
@@ -38,7 +39,7 @@ such as ``resque:GitHub`` simply contain a colon.
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Optional, Tuple
 
 DEFAULT_NAMESPACE = "resque"
 #: Ruby's ``/\s/``: ASCII whitespace only, also in UTF-8 strings.
@@ -97,6 +98,39 @@ class Keys:
     @property
     def pause_all_workers(self) -> str:
         return self._prefix + "pause-all-workers"
+
+    # -- resque-pause (../shared/fixtures/ruby-plugins, pause_01..06) -------------------------
+    def paused_queue(self, name: str) -> str:
+        """``pause:queue:<q>``: any value (not just ``true``) pauses the queue."""
+        return self._prefix + "pause:queue:" + name
+
+    @property
+    def pause_all(self) -> str:
+        """resque-pause's global switch (not core's ``pause-all-workers``)."""
+        return self._prefix + "pause:all"
+
+    # -- reading a key back (SCAN) --------------------------------------------------------------
+    def classify(self, key: str) -> Tuple[str, str]:
+        """What a key read back with SCAN is, as ``(kind, name)``.
+
+        kinds: ``worker`` / ``started`` / ``worker_stat`` (name = the worker id), ``queue`` and
+        ``paused_queue`` (name = the queue), ``other`` (name = the key without the prefix). A
+        worker id may itself end in ``:started``; Ruby's keys are ambiguous there too.
+        """
+        name = self.strip(key)
+        if name.startswith("worker:"):
+            rest = name[len("worker:"):]
+            if rest.endswith(":started"):
+                return "started", rest[: -len(":started")]
+            return "worker", rest
+        for stat in ("stat:processed:", "stat:failed:"):
+            if name.startswith(stat):
+                return "worker_stat", name[len(stat):]
+        if name.startswith("queue:"):
+            return "queue", name[len("queue:"):]
+        if name.startswith("pause:queue:"):
+            return "paused_queue", name[len("pause:queue:"):]
+        return "other", name
 
     # -- stats --------------------------------------------------------------------------------
     def stat(self, name: str) -> str:
