@@ -7,11 +7,12 @@ True
 from __future__ import annotations
 
 import functools
+import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import redis
 
-from resque_compat import hooks, registry
+from resque_compat import hooks, loner, registry
 from resque_compat.common.urls import redact
 from resque_compat.errors import NoClassError, NoQueueError, RedisUnavailable
 from resque_compat.settings import DEFAULT_REDIS_URL, rails_environment
@@ -64,7 +65,10 @@ class Resque:
         return self.enqueue_to(spec.queue, spec.name, *args)
 
     def enqueue_to(self, queue: str, job: JobRef, *args: Any) -> Optional[bool]:
-        """``Resque.enqueue_to``: validate like Ruby, then SADD queues + RPUSH in one pipeline.
+        """``Resque.enqueue_to``: validate like Ruby, then SADD queues + RPUSH in one pipeline
+        (a ``unique=True`` job: resque-loner's check and MULTI, see :mod:`resque_compat.loner`).
+        Returns True, None when a before_enqueue hook vetoed or a ``lock_loner`` job runs or is
+        queued, False when a ``unique`` job is already queued.
 
         The bytes are exactly Ruby's, so Ruby's ``Resque.dequeue(Klass, *args)`` removes it.
         """
@@ -77,9 +81,18 @@ class Resque:
             raise NoClassError("Jobs must be given a class.")
         if not hooks.run_before_enqueue(class_name, args):
             return None  # a before_enqueue hook returned False: Ruby pushes nothing, returns nil
-        self.store.push(str(queue), codec.encode_job(class_name, args))
-        hooks.run_after_enqueue(class_name, args)
-        return True
+        spec = loner.registered(class_name)
+        if not loner.lock_loner_admits(self.redis, self.keys, spec, args, time.time()):
+            return None  # resque-lock-timeout's loner mode: running or queued already (Ruby: nil)
+        item = codec.encode_job(class_name, args)
+        unique = loner.unique_for(spec, self.keys, str(queue), args)
+        if unique is None:
+            pushed = True
+            self.store.push(str(queue), item)
+        else:  # resque-loner: False when the same job is already queued
+            pushed = loner.push(self.redis, self.keys, str(queue), item, unique)
+        hooks.run_after_enqueue(class_name, args)  # even after a loner refusal, as Ruby
+        return pushed
 
     def dequeue(self, job: JobRef, *args: Any, queue: Optional[str] = None) -> Optional[int]:
         """``Resque.dequeue``/``Job.destroy``: with args, remove byte-identical items (LREM);
@@ -92,6 +105,7 @@ class Resque:
                 raise NoQueueError(f"no queue given and none registered for {class_name}")
         if not hooks.run_before_dequeue(class_name, args):
             return None  # a before_dequeue hook returned False: Ruby removes nothing, returns nil
+        self._unqueue_loners(queue, class_name, args)
         if args:
             removed = self.store.remove_items(queue, codec.encode_job(class_name, args))
         else:
@@ -100,6 +114,18 @@ class Resque:
             removed = self.store.remove_raw_items(queue, matching) if matching else 0
         hooks.run_after_dequeue(class_name, args)
         return removed
+
+    def _unqueue_loners(self, queue: str, class_name: str, args: tuple) -> None:
+        """resque-loner's ``job_destroy``: before removing, free the loner key of every queued
+        item of the class (with these args, if given), as the gem does (loner_01b)."""
+        if loner.registered_unique(class_name, self.keys, queue, args) is None:
+            return
+        for raw in self.store.queue_items(queue):
+            job = parse_job(queue, raw)
+            if job.class_name == class_name and not job.problem and (not args or job.args == list(args)):
+                unique = loner.registered_unique(class_name, self.keys, queue, job.args)
+                if unique is not None:
+                    loner.unqueued(self.redis, unique)
 
     def enqueue_active_job(self, job_class: str, *args: Any, queue: str = "default",
                            **kwargs: Any) -> Optional[str]:

@@ -1,12 +1,16 @@
-"""Failure backends (``FAILURE_BACKEND``) and the failure operations resque-web performs.
+"""Failure backends and the failure operations resque-web performs.
 
-Backends (WIRE §4.4, fixture 10):
+Backends (WIRE §4.4, fixture 10), chosen by ``RESQUE_PY_FAILURE_BACKEND``, else by Ruby's
+``FAILURE_BACKEND`` (which only takes Ruby's two values, see settings.py):
 
 * ``redis`` (default): every failure entry is RPUSHed to ``failed``.
 * ``redis_multi_queue``: to ``<queue>_failed``, whose name is SADDed to ``failed_queues``;
   there is no ``failed`` list.
 * ``multiple``: ``redis``, plus a Python callback (``FAILURE_CALLBACK=module:function``, e.g. to
   report to Sentry) called with each failure as a dict once it is recorded.
+* ``multiple_with_retry_suppression``: resque-retry's ``MultipleWithRetrySuppression`` over
+  ``redis`` (+ the callback if one is set): a failure whose job is being retried is counted but
+  kept out of ``failed`` (see :mod:`resque_compat.retry_failures`).
 
 A worker's own writes ride its reserve script (``Store.finish_and_reserve`` routes each entry
 by backend), so for workers this module only adds the callback. The operations below are Ruby's
@@ -37,7 +41,7 @@ if TYPE_CHECKING:  # redis and gevent load when used, so `resque-py --help` stay
 
 log = logging.getLogger("resque_compat.failures")
 
-BACKENDS = ("redis", "redis_multi_queue", "multiple")
+BACKENDS = ("redis", "redis_multi_queue", "multiple", "multiple_with_retry_suppression")
 #: Entries read per LRANGE when scanning a failure list.
 PAGE = 200
 
@@ -330,7 +334,7 @@ class Failures:
         return removed
 
 
-# -- FAILURE_BACKEND=multiple --------------------------------------------------------------------
+# -- RESQUE_PY_FAILURE_BACKEND=multiple----------------------------------------------------------------
 
 def load_callback(spec: str) -> Callable[[dict], Any]:
     """``module:function`` -> the function. Raises ConfigurationError saying what to fix."""
@@ -376,13 +380,15 @@ class FailureNotifier:
 
 
 def notifier_for(backend: str, callback: Optional[str]) -> Optional[FailureNotifier]:
-    """The FAILURE_BACKEND=multiple notifier, None for the other backends."""
-    if backend != "multiple":
+    """The FAILURE_CALLBACK notifier of the ``multiple`` backends, None for the others."""
+    if backend not in ("multiple", "multiple_with_retry_suppression"):
         if callback:
-            raise ConfigurationError("FAILURE_CALLBACK is only called with FAILURE_BACKEND=multiple; "
-                                     "set FAILURE_BACKEND=multiple too, or unset FAILURE_CALLBACK")
+            raise ConfigurationError("FAILURE_CALLBACK is only called with RESQUE_PY_FAILURE_BACKEND=multiple; "
+                                     "set RESQUE_PY_FAILURE_BACKEND=multiple too, or unset FAILURE_CALLBACK")
         return None
     if not callback:
-        raise ConfigurationError("FAILURE_BACKEND=multiple needs FAILURE_CALLBACK=module:function, "
+        if backend == "multiple_with_retry_suppression":
+            return None  # Ruby's usual configuration: MultipleWithRetrySuppression over Redis alone
+        raise ConfigurationError("RESQUE_PY_FAILURE_BACKEND=multiple needs FAILURE_CALLBACK=module:function, "
                                  "e.g. FAILURE_CALLBACK=myapp.errors:report")
     return FailureNotifier(load_callback(callback), callback)

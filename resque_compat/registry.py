@@ -55,6 +55,10 @@ def job(name: str, queue: Optional[str] = None, *, timeout: Optional[float] = No
 
     ``queue`` is where :meth:`Resque.enqueue` puts it (Ruby's ``@queue``). Registering a name
     twice is an error naming both places, because a worker could not know which one to run.
+    Other keyword options are kept in ``JobSpec.options`` for the Ruby plugins' equivalents,
+    checked when first used: resque-retry's (:mod:`resque_compat.retry`), resque-loner's
+    ``unique*`` (:mod:`resque_compat.loner`), resque-lock-timeout's ``lock_*``
+    (:mod:`resque_compat.lock`).
     """
     if not isinstance(name, str) or not _RUBY_CONSTANT.match(name):
         raise RegistryError(

@@ -66,6 +66,27 @@ def _choice(name: str, choices: Sequence[str]) -> Callable[[str], str]:
     return parse
 
 
+#: Ruby Resque 3.0's own FAILURE_BACKEND values: the only ones a shared environment may hold.
+RUBY_FAILURE_BACKENDS = ("redis", "redis_multi_queue")
+#: What Python workers accept in RESQUE_PY_FAILURE_BACKEND.
+PY_FAILURE_BACKENDS = RUBY_FAILURE_BACKENDS + ("multiple", "multiple_with_retry_suppression")
+
+
+def _ruby_failure_backend(text: str) -> str:
+    # Ruby Resque 3.0 reads the same variable: with any other value a Ruby worker's first failure
+    # raises NameError inside Resque, which swallows it, so that worker's failures vanish.
+    value = str(text).strip().lower()
+    if value in RUBY_FAILURE_BACKENDS:
+        return value
+    hint = (f"use RESQUE_PY_FAILURE_BACKEND={value} instead" if value in PY_FAILURE_BACKENDS
+            else f"use {' or '.join(RUBY_FAILURE_BACKENDS)}, or RESQUE_PY_FAILURE_BACKEND for "
+                 f"{' or '.join(PY_FAILURE_BACKENDS[2:])}")
+    raise ConfigurationError(
+        f"FAILURE_BACKEND={text} is refused: Ruby Resque workers read FAILURE_BACKEND too and "
+        f"silently lose every failure record with anything but {' or '.join(RUBY_FAILURE_BACKENDS)}; "
+        f"{hint}")
+
+
 def _host_port(name: str) -> Callable[[str], str]:
     """``HOST:PORT`` for a metrics sink; the text is kept, the port checked now."""
     def parse(text: str) -> str:
@@ -188,13 +209,21 @@ SETTINGS: Tuple[Setting, ...] = (
             "--max-jobs", "N"),
     Setting("MAX_MEMORY", "max_memory", _int("MAX_MEMORY"), "Same, once the process RSS passes "
             "this many MB (0 = no limit).", "--max-memory", "MB"),
-    Setting("FAILURE_BACKEND", "failure_backend",
-            _choice("FAILURE_BACKEND", ("redis", "redis_multi_queue", "multiple")),
-            "Where failures go: redis (the failed list, default), redis_multi_queue "
-            "(one failure list per queue, as Ruby names them), or multiple (redis + FAILURE_CALLBACK).",
+    Setting("FAILURE_BACKEND", "failure_backend", _ruby_failure_backend,
+            "Where failures go, Ruby's variable: redis (the failed list, default) or "
+            "redis_multi_queue (one failure list per queue, as Ruby names them). Ruby reads it "
+            "too, so nothing else is accepted; see RESQUE_PY_FAILURE_BACKEND.",
             "--failure-backend", "NAME"),
+    Setting("RESQUE_PY_FAILURE_BACKEND", "py_failure_backend",
+            _choice("RESQUE_PY_FAILURE_BACKEND", PY_FAILURE_BACKENDS),
+            "Python workers' failure backend; wins over FAILURE_BACKEND: redis, "
+            "redis_multi_queue, multiple (redis + FAILURE_CALLBACK) or "
+            "multiple_with_retry_suppression (resque-retry's MultipleWithRetrySuppression: "
+            "a failure being retried goes to failure-resque-retry:*, not failed).",
+            "--py-failure-backend", "NAME"),
     Setting("FAILURE_CALLBACK", "failure_callback", str, "module:function called with each "
-            "failure (dict) when FAILURE_BACKEND=multiple, e.g. to report to Sentry.",
+            "failure (dict) when RESQUE_PY_FAILURE_BACKEND=multiple (or "
+            "multiple_with_retry_suppression), e.g. to report to Sentry.",
             "--failure-callback", "MOD:FUNC"),
     Setting("RUBY_JSON", "ruby_json", _choice("RUBY_JSON", ("json", "oj")), "The JSON library "
             "of the Ruby apps on these queues: json (the json gem, default) or oj (MultiJson picks "
@@ -287,7 +316,9 @@ class Settings:
     hub_block_threshold: float = 1.0
     max_jobs: int = 0
     max_memory: int = 0
+    #: The backend Python workers use: RESQUE_PY_FAILURE_BACKEND if set, else FAILURE_BACKEND.
     failure_backend: str = "redis"
+    py_failure_backend: Optional[str] = None
     failure_callback: Optional[str] = None
     ruby_json: str = "json"
     processes: int = 1
@@ -372,6 +403,8 @@ class Settings:
             if value is None or value == ():
                 continue
             values[name] = tuple(value) if isinstance(value, list) else value
+        if values.get("py_failure_backend"):  # ours wins over Ruby's shared variable
+            values["failure_backend"] = values["py_failure_backend"]
         if isinstance(values.get("fibers"), FiberRange):  # the source that won gives both bounds
             values["fibers_min"], values["fibers"] = values["fibers"].low, values["fibers"].high
         known = {f.name for f in fields(cls)}
@@ -457,9 +490,11 @@ def rails_environment(environ: Optional[Mapping[str, str]] = None) -> str:
 def connection_settings(options: Optional[Mapping[str, Any]] = None,
                         environ: Optional[Mapping[str, str]] = None) -> Settings:
     """Settings for client commands (enqueue, info, failed, ...): only REDIS_URL,
-    RESQUE_NAMESPACE, FAILURE_BACKEND (which failure lists the admin commands read, as the
-    workers write them) and RUBY_JSON (how floats are written) are read, so another worker setting in the environment cannot break them."""
+    RESQUE_NAMESPACE, FAILURE_BACKEND, RESQUE_PY_FAILURE_BACKEND (which failure lists the admin
+    commands read, as the workers write them) and RUBY_JSON (how floats are written) are read, so
+    another worker setting in the environment cannot break them."""
     environ = os.environ if environ is None else environ
-    wanted = {k: environ[k] for k in ("REDIS_URL", "RESQUE_NAMESPACE", "FAILURE_BACKEND", "RUBY_JSON")
+    wanted = {k: environ[k] for k in ("REDIS_URL", "RESQUE_NAMESPACE", "FAILURE_BACKEND",
+                                        "RESQUE_PY_FAILURE_BACKEND", "RUBY_JSON")
               if k in environ}
     return Settings.load((), options, wanted)

@@ -94,7 +94,7 @@ def fixture_10_as(backend):
 def test_worker_failures_land_where_each_backend_puts_them_like_fixture_10(r, run_worker, backend):
     push(r, "critical", ruby_job("FailJob", "multi", 1))
     push(r, "low", ruby_job("FailJob", "multi-low", 2))
-    env = {"FAILURE_BACKEND": backend}
+    env = {"RESQUE_PY_FAILURE_BACKEND" if backend == "multiple" else "FAILURE_BACKEND": backend}
     if backend == "multiple":
         env["FAILURE_CALLBACK"] = "tests.failure_callbacks:record"
     w = run_worker("QUEUES=critical,low", "INTERVAL=0", env=env)
@@ -109,7 +109,7 @@ def test_multiple_calls_back_with_each_failure_after_it_is_recorded(r, run_worke
     push(r, "critical", ruby_job("FailJob", "report me", 7))
     push(r, "critical", ruby_job("OkJob", 1))
     w = run_worker("QUEUES=critical", "INTERVAL=0", env={
-        "FAILURE_BACKEND": "multiple", "FAILURE_CALLBACK": "tests.failure_callbacks:record"})
+        "RESQUE_PY_FAILURE_BACKEND": "multiple", "FAILURE_CALLBACK": "tests.failure_callbacks:record"})
     assert w.code == 0, w.output
     [entry] = r.lrange("resque:failed", 0, -1)
     [call] = [json.loads(c) for c in r.lrange("test:callback", 0, -1)]
@@ -126,7 +126,7 @@ def test_a_callback_that_raises_is_logged_and_the_worker_keeps_working(r, run_wo
     push(r, "critical", ruby_job("FailJob", 2))
     push(r, "critical", ruby_job("OkJob", 3))
     w = run_worker("QUEUES=critical", "INTERVAL=0", env={
-        "FAILURE_BACKEND": "multiple", "FAILURE_CALLBACK": "tests.failure_callbacks:explode"})
+        "RESQUE_PY_FAILURE_BACKEND": "multiple", "FAILURE_CALLBACK": "tests.failure_callbacks:explode"})
     assert w.code == 0, w.output
     assert r.llen("resque:failed") == 2 and r.llen("test:callback") == 2
     assert r.lrange("test:ran", 0, -1) == ["(3,)"]
@@ -136,11 +136,11 @@ def test_a_callback_that_raises_is_logged_and_the_worker_keeps_working(r, run_wo
 
 
 @pytest.mark.parametrize("backend,callback,message", [
-    ("multiple", None, "FAILURE_BACKEND=multiple needs FAILURE_CALLBACK=module:function"),
+    ("multiple", None, "RESQUE_PY_FAILURE_BACKEND=multiple needs FAILURE_CALLBACK=module:function"),
     ("multiple", "tests.failure_callbacks", "FAILURE_CALLBACK must be module:function"),
     ("multiple", "tests.no_such_module:f", "cannot import tests.no_such_module"),
     ("multiple", "tests.failure_callbacks:not_callable", "has no function 'not_callable'"),
-    ("redis", "tests.failure_callbacks:record", "set FAILURE_BACKEND=multiple too"),
+    ("redis", "tests.failure_callbacks:record", "set RESQUE_PY_FAILURE_BACKEND=multiple too"),
 ])
 def test_failure_callback_misconfiguration_is_a_clear_error(backend, callback, message):
     with pytest.raises(ConfigurationError, match=re.escape(message)):
@@ -148,9 +148,9 @@ def test_failure_callback_misconfiguration_is_a_clear_error(backend, callback, m
 
 
 def test_misconfigured_callback_stops_the_worker_at_start_with_exit_2(r, start_worker):
-    w = start_worker("QUEUES=critical", "INTERVAL=0", env={"FAILURE_BACKEND": "multiple"})
+    w = start_worker("QUEUES=critical", "INTERVAL=0", env={"RESQUE_PY_FAILURE_BACKEND": "multiple"})
     assert w.wait() == 2
-    assert "resque-py: FAILURE_BACKEND=multiple needs FAILURE_CALLBACK" in w.output
+    assert "resque-py: RESQUE_PY_FAILURE_BACKEND=multiple needs FAILURE_CALLBACK" in w.output
     assert r.smembers("resque:workers") == set()
 
 
@@ -338,3 +338,27 @@ def test_clear_one_queue_then_everything(layout, r):
     assert layout.clear() == 2
     assert layout.count() == 0
     assert r.keys("resque:*failed") == []
+
+
+@pytest.mark.parametrize("value", ["multiple", "multiple_with_retry_suppression", "sentry"])
+def test_failure_backend_keeps_only_rubys_values_and_says_what_to_use(r, start_worker, value):
+    """Ruby Resque 3.0 reads FAILURE_BACKEND too: any other value loses its failures silently."""
+    w = start_worker("QUEUES=critical", "INTERVAL=0", env={"FAILURE_BACKEND": value})
+    assert w.wait() == 2
+    [line] = [ln for ln in w.output.splitlines() if "FAILURE_BACKEND" in ln]
+    assert f"FAILURE_BACKEND={value} is refused: Ruby Resque workers read FAILURE_BACKEND too" in line
+    hint = (f"use RESQUE_PY_FAILURE_BACKEND={value} instead" if value != "sentry"
+            else "use redis or redis_multi_queue, or RESQUE_PY_FAILURE_BACKEND for multiple or "
+                 "multiple_with_retry_suppression")
+    assert line.endswith(hint)
+    assert r.smembers("resque:workers") == set()
+
+
+def test_resque_py_failure_backend_wins_over_failure_backend():
+    from resque_compat.settings import Settings
+
+    both = Settings.load(environ={"FAILURE_BACKEND": "redis_multi_queue",
+                                  "RESQUE_PY_FAILURE_BACKEND": "multiple_with_retry_suppression"})
+    assert both.failure_backend == "multiple_with_retry_suppression"
+    assert Settings.load(environ={"FAILURE_BACKEND": "redis_multi_queue"}).failure_backend == "redis_multi_queue"
+    assert notifier_for("multiple_with_retry_suppression", None) is None  # the callback is optional

@@ -57,7 +57,7 @@ class FetcherEvents:
     jobs_taken: Callable[[int], None] = _ignore
     #: A poll for waiting slots found every queue empty (none was paused).
     queues_empty: Callable[[], None] = _ignore
-    #: These failure entries are now in Redis (FAILURE_BACKEND=multiple notifies on them).
+    #: These failure entries are now in Redis (RESQUE_PY_FAILURE_BACKEND=multiple notifies on them).
     failures_recorded: Callable[[List[str]], None] = _ignore
     #: Retired slots that left, after their reserve() got None (see :meth:`Fetcher.retire`).
     retired: Callable[[List[str]], None] = _ignore
@@ -131,9 +131,11 @@ class Fetcher:
         self._wake.set()
         return result.get()
 
-    def done_working(self, job: Job, worker_id: str, failure: Optional[str] = None) -> None:
-        """Ruby's ``report_failed_job`` (if ``failure``) and ``done_working``, on the next trip."""
-        self._endings.append(_Ending(Done(worker_id, failure, job.queue), job.record))
+    def done_working(self, job: Job, worker_id: str, failure: Optional[str] = None,
+                     suppressed: bool = False) -> None:
+        """Ruby's ``report_failed_job`` (if ``failure``, or only counted if ``suppressed``) and
+        ``done_working``, on the next trip."""
+        self._endings.append(_Ending(Done(worker_id, failure, job.queue, suppressed), job.record))
         self.in_flight -= 1
         self._wake.set()
 

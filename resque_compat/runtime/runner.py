@@ -24,12 +24,14 @@ from resque_compat import (
     db,
     hooks,
     http,
+    lock,  # noqa: F401  adds the resque-lock-timeout plugin for @job(lock_timeout=...)
     retry,  # noqa: F401  adds the resque-retry plugin for @job(retry_limit=...) (WIRE §7.2)
     status,  # noqa: F401  adds the resque-status plugin for @job(status=True)
 )
 from resque_compat.errors import ConfigurationError, TermException
 from resque_compat.failures import notifier_for
 from resque_compat.metrics import recorder as metrics
+from resque_compat.retry_failures import suppression_for
 from resque_compat.runtime import pause  # noqa: F401  resque-pause's push-back, @job(pause=True)
 from resque_compat.runtime.autoscale import Autoscaler, db_headroom
 from resque_compat.runtime.fetcher import Fetcher, FetcherEvents
@@ -79,8 +81,9 @@ class Runner:
         #: Resque's queue_empty hook runs when a poll finds the queues empty after jobs were
         #: taken and none is still running (the process went from working to idle).
         self._took_jobs = False
-        # FAILURE_BACKEND=multiple: a bad FAILURE_CALLBACK is a start-up error (exit 2), not a surprise later.
+        # RESQUE_PY_FAILURE_BACKEND=multiple: a bad FAILURE_CALLBACK is a start-up error (exit 2), not a surprise later.
         self.failure_notifier = notifier_for(settings.failure_backend, settings.failure_callback)
+        self.retry_suppression = suppression_for(settings.failure_backend, self.store.redis, self.keys, clock)
         self.fetcher = Fetcher(
             self.store, self.queues,
             interval=settings.interval,
@@ -195,7 +198,8 @@ class Runner:
     # -- slots (autoscaling adds and retires them; resque-web must always see the live set) -----
     def _new_worker(self, slot: int) -> Worker:
         return Worker(records.worker_id(self.hostname, self.pid, self.queues.include, str(slot)),
-                      self.fetcher, self.settings.job_timeout, self.clock, self.metrics)
+                      self.fetcher, self.settings.job_timeout, self.clock, self.metrics,
+                      self.retry_suppression)
 
     def _join_slots(self, scaler: Optional[gevent.Greenlet]) -> None:
         """Wait for every slot, including ones the autoscaler adds meanwhile, to end."""

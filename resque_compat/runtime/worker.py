@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import gevent
 
-from resque_compat import hooks, registry
+from resque_compat import hooks, loner, registry
 from resque_compat.errors import DontPerform, JobTimeout, PayloadError, TermException
 from resque_compat.log import VERBOSE
 from resque_compat.runtime.fetcher import Fetcher
@@ -20,6 +20,7 @@ from resque_compat.wire.records import Job
 
 if TYPE_CHECKING:  # the recorder imports the runtime it reports on
     from resque_compat.metrics.recorder import Metrics
+    from resque_compat.retry_failures import RetrySuppression
 
 log = logging.getLogger("resque_compat.worker")
 
@@ -28,10 +29,14 @@ class Worker:
     """One slot: the id ``host:pid:queues:slot`` that resque-web lists as a worker."""
 
     def __init__(self, worker_id: str, fetcher: Fetcher, job_timeout: float = 0.0,
-                 clock: Callable[[], float] = time.time, metrics: Optional[Metrics] = None) -> None:
+                 clock: Callable[[], float] = time.time, metrics: Optional[Metrics] = None,
+                 retry_suppression: Optional[RetrySuppression] = None) -> None:
         self.id = worker_id
         self.fetcher = fetcher
         self.metrics = metrics
+        #: RESQUE_PY_FAILURE_BACKEND=multiple_with_retry_suppression: keeps the failures of jobs
+        #: being retried out of ``failed`` (still counted), as resque-retry's backend does.
+        self.retry_suppression = retry_suppression
         self.job_timeout = job_timeout
         self.clock = clock
         self.job: Optional[Job] = None
@@ -62,6 +67,7 @@ class Worker:
             return False
         self.job, self.job_started = job, self.clock()
         failure: Optional[str] = None
+        suppressed = False
         log.log(VERBOSE, "got: %s", job, extra={"worker": self.id, "queue": job.queue})
         try:
             self.perform(job)
@@ -70,6 +76,9 @@ class Worker:
         except Exception as exc:  # unknown class, bad payload, job error, TERM after the grace
             self.failed += 1
             failure = self.failure_entry(job, exc)
+            if self.retry_suppression is not None:  # None: listed; still counted in stat:failed
+                failure = self.retry_suppression.entry_to_list(job, exc, failure, self.id)
+                suppressed = failure is None
         else:
             log.log(VERBOSE, "done: %s", job, extra={
                 "worker": self.id, "queue": job.queue, "job_class": job.class_name,
@@ -78,10 +87,10 @@ class Worker:
             self.job = None
             self.processed += 1
             if self.metrics is not None:  # in-memory counts only; flushed periodically
-                self.metrics.job_ended(job, self.job_started, self.clock(), failure is not None)
+                self.metrics.job_ended(job, self.job_started, self.clock(), failure is not None or suppressed)
             # failure entry + stat:failed, then DEL worker:<id> + stat:processed: one trip,
             # batched with other slots'; retried (never twice) while Redis is away.
-            self.fetcher.done_working(job, self.id, failure)
+            self.fetcher.done_working(job, self.id, failure, suppressed)
         return True
 
     def perform(self, job: Job) -> Any:
@@ -93,6 +102,9 @@ class Worker:
                 "remove this failure"
             )
         spec = registry.lookup(job.class_name)
+        unique = loner.unique_for(spec, self.fetcher.store.keys, job.queue, job.args)
+        if unique is not None:  # resque-loner frees the key at reserve, before any hook
+            loner.unqueued(self.fetcher.store.redis, unique)
         limit = spec.timeout if spec.timeout is not None else self.job_timeout
         if not limit:
             return hooks.perform(spec, job.args)

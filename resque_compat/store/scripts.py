@@ -14,7 +14,8 @@ from resque_compat.wire.records import reserved_record
 #: The hot path of every worker slot, in one atomic script call:
 #:
 #: 1. for each slot whose job ended: its failure entry if the job failed (Ruby's
-#:    ``report_failed_job``: RPUSH to the failure list, INCRBY stat:failed and stat:failed:<id>),
+#:    ``report_failed_job``: RPUSH to the failure list, unless MultipleWithRetrySuppression kept
+#:    it out, and INCRBY stat:failed and stat:failed:<id>),
 #:    then Ruby's ``done_working`` (DEL worker:<id>, INCRBY stat:processed and
 #:    stat:processed:<id>), in Ruby's order (WIRE §6.7);
 #: 2. unless ``pause-all-workers`` is set, pop at most one job per waiting slot in strict queue
@@ -39,6 +40,7 @@ from resque_compat.wire.records import reserved_record
 #:       pause:all, per queue: pause:queue:<q>.
 #: ARGV: n_done, n_free, n_queues,
 #:       per done slot: failure entry ('' = none), failed_queues member ('' = none),
+#:       '1' if the job failed (counted even when its entry is suppressed) else '',
 #:       per queue: the record prefix ``{"queue":..,"run_at":..,"payload":``.
 #: Returns {paused (0/1), then per job: queue index, raw bytes, 1 if embedded raw else 0};
 #: the i-th job belongs to the i-th waiting slot.
@@ -55,13 +57,15 @@ for i = 1, n_done do
     if ARGV[a + 1] ~= '' then
       redis.call('SADD', KEYS[4], ARGV[a + 1])
     end
+  end
+  if ARGV[a + 2] ~= '' then
     redis.call('INCRBY', KEYS[k + 2], 1)
     failures = failures + 1
   end
   redis.call('DEL', KEYS[k])
   redis.call('INCRBY', KEYS[k + 1], 1)
   k = k + 4
-  a = a + 2
+  a = a + 3
 end
 if failures > 0 then
   redis.call('INCRBY', KEYS[3], failures)
@@ -169,6 +173,9 @@ class Done:
     worker_id: str
     failure: Optional[str] = None
     queue: Optional[str] = None
+    #: A failure counted in ``stat:failed`` but not listed (MultipleWithRetrySuppression kept
+    #: it out of ``failed`` because the job is being retried); ``failure`` is then None.
+    suppressed: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,11 +194,11 @@ def reserve_call(keys: Keys, failure_backend: str, done: Sequence[Done], free_id
     """KEYS and ARGV for :data:`RESERVE_SCRIPT`, in the order its comment lists them."""
     script_keys = [keys.pause_all_workers, keys.processed, keys.failed_count, keys.failed_queues]
     args: List[object] = [len(done), len(free_ids), len(queues)]
-    for d in done:  # KEYS[k..k+3] and ARGV[a..a+1] of the script's first loop
+    for d in done:  # KEYS[k..k+3] and ARGV[a..a+2] of the script's first loop
         script_keys += [keys.worker(d.worker_id), keys.worker_processed(d.worker_id),
                         keys.worker_failed(d.worker_id), keys.failure_list(d.queue, failure_backend)]
         member = keys.failed_queues_member(d.queue, failure_backend) if d.failure else None
-        args += [d.failure or "", member or ""]
+        args += [d.failure or "", member or "", "1" if d.failure or d.suppressed else ""]
     script_keys.extend(keys.worker(wid) for wid in free_ids)   # free_first
     script_keys.extend(keys.queue(q) for q in queues)           # queue_first
     script_keys.append(keys.pause_all)                          # pause_first: resque-pause,

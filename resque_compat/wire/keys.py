@@ -31,6 +31,10 @@ key                                    type    meaning (WIRE section; fixture th
 ``_statuses``                          zset    resque-status uuids, score = create epoch (status_01)
 ``_kill``                              set     resque-status uuids asked to stop (status_04a)
 ``pause:queue:<q>`` / ``pause:all``    string  resque-pause: present = paused (pause_01, pause_03)
+``failure-<the resque-retry key>``     string  MultipleWithRetrySuppression's pending failure (retry_01)
+``loners:queue:<q>:job:<md5>``         string  resque-loner: ``"1"`` while a unique job is queued (loner_01)
+``lock:<Class>:<identifier>``          string  resque-lock-timeout run lock: expiry epoch or ``true`` (lock_01)
+``loner:lock:<Class>:<identifier>``    string  resque-lock-timeout ``@loner``: queued lock (lock_05)
 =====================================  ======  ==================================================
 
 The namespace is joined with ``:`` exactly as redis-namespace does (§1.1); nested namespaces
@@ -238,6 +242,10 @@ class Keys:
         parts = ["resque-retry", class_name] + ([] if identifier is None else [identifier])
         return self._prefix + _RUBY_WHITESPACE.sub("", ":".join(parts))
 
+    def retry_failure(self, counter_key: str) -> str:
+        """MultipleWithRetrySuppression's ``failure-<retry key>`` for a :meth:`retry_counter` key."""
+        return self._prefix + "failure-" + self.strip(counter_key)
+
     # -- resque-status 0.5.0 (fixtures/ruby-plugins/status_*) ----------------------------------
     def status(self, uuid: str) -> str:
         """``status:<uuid>``: the job's status JSON."""
@@ -262,3 +270,17 @@ class Keys:
     def pause_all(self) -> str:
         """``pause:all``: resque-pause's global pause (its default ``global_pause_key``)."""
         return self._prefix + "pause:all"
+
+    # -- resque-loner and resque-lock-timeout (fixtures ruby-plugins/loner_*, lock_*) ---------
+    def loner(self, queue: str, digest: str) -> str:
+        """resque-loner's ``loners:queue:<queue>:job:<md5 hex>``."""
+        return f"{self._prefix}loners:queue:{queue}:job:{digest}"
+
+    def run_lock(self, class_name: str, identifier: str) -> str:
+        """resque-lock-timeout's ``lock:<Class>:<identifier>`` (no escaping: spaces, quotes and
+        ``=>`` appear as they are)."""
+        return f"{self._prefix}lock:{class_name}:{identifier}"
+
+    def loner_lock(self, class_name: str, identifier: str) -> str:
+        """resque-lock-timeout's ``loner:lock:<Class>:<identifier>`` (``@loner = true``)."""
+        return f"{self._prefix}loner:lock:{class_name}:{identifier}"
