@@ -159,7 +159,10 @@ class Resque:
         return self.store.queue_names()
 
     def remove_queue(self, queue: str) -> None:
+        """``Resque.remove_queue``, and resque-loner's cleanup of the queue's loner keys: a key
+        left behind (no TTL by default) would refuse that unique job forever."""
         self.store.remove_queue(queue)
+        loner.forget_queue(self.redis, self.keys, queue)
 
     def workers(self) -> List[str]:
         return self.store.worker_ids()

@@ -24,7 +24,7 @@ Both sides behave as the gem:
   ``EXPIRE`` it with ``unique_lock_after_execution_period``, so the job can be enqueued again
   while it runs (loner_02b).
 * **dequeue** (:meth:`Resque.dequeue <resque_compat.client.Resque.dequeue>`): the key of each
-  removed item goes as at reserve (loner_01b).
+  removed item goes as at reserve (loner_01b); ``remove_queue`` deletes all of the queue's keys.
 
 The md5 is over the payload as the gem reshapes it (top-level Hash arguments become sorted pairs,
 :func:`resque_compat.wire.plugins.loner_digest_input`), so it matches Ruby's key for the same
@@ -113,6 +113,13 @@ def push(client: redis.Redis, keys: Keys, queue: str, item: str, unique: Unique)
 def unqueued(client: redis.Redis, unique: Unique) -> None:
     """Reserve/dequeue side: the job left its queue."""
     plugin_store.unqueue_loner(client, unique.key, unique.keep_after_reserve)
+
+
+def forget_queue(client: redis.Redis, keys: Keys, queue: str) -> int:
+    """``Resque.remove_queue`` side: no job of the queue is queued any more. Done whatever the
+    jobs registered here, since a process that removes a queue (resque-py queues --remove) may
+    not load the app's jobs; deleting keys of a queue that no longer exists is always right."""
+    return plugin_store.forget_loners(client, keys.loner_pattern(queue))
 
 
 # -- resque-lock-timeout ---------------------------------------------------------------------

@@ -78,3 +78,17 @@ def test_bad_unique_ttl_says_what_to_give(resque, bad):
     spec = JobSpec("X", "q", None, lambda: None, "t", options={"unique": True, "unique_ttl": bad})
     with pytest.raises(RegistryError, match="unique_ttl=.*give whole seconds above 0"):
         unique_for(spec, Keys(), "q", [])
+
+
+def test_remove_queue_forgets_its_loner_keys_even_without_the_jobs_loaded(r, resque):
+    """The gem's cleanup_loners: a key left behind (no TTL) would refuse the job forever."""
+    from tests.plugin_fixtures import load_plugin_state
+
+    load_plugin_state(r, load_plugin_fixture("loner_01_enqueued_twice.json")["keys"])
+    r.set("resque:loners:queue:loner2:job:d7cdd1c43e72fdfc99970abe9a322931", "1")  # another queue
+    r.set("resque:loners:queue:l*:job:x", "1")  # a glob in a queue name matches only itself
+    resque.remove_queue("loner")
+    assert sorted(r.keys("resque:*")) == ["resque:loners:queue:l*:job:x",
+                                          "resque:loners:queue:loner2:job:d7cdd1c43e72fdfc99970abe9a322931"]
+    resque.remove_queue("l*")
+    assert r.keys("resque:loners:*") == ["resque:loners:queue:loner2:job:d7cdd1c43e72fdfc99970abe9a322931"]

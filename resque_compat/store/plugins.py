@@ -40,6 +40,21 @@ def unqueue_loner(client: redis.Redis, loner_key: str, keep_for: int) -> None:
         client.delete(loner_key)
 
 
+def forget_loners(client: redis.Redis, pattern: str) -> int:
+    """``cleanup_loners`` after ``Resque.remove_queue``: delete every loner key of the queue.
+    The gem uses ``KEYS``; SCAN gives the same result without blocking Redis."""
+    removed = 0
+    batch = []
+    for key in client.scan_iter(match=pattern, count=500):
+        batch.append(key)
+        if len(batch) == 500:
+            removed += int(client.delete(*batch))
+            batch = []
+    if batch:
+        removed += int(client.delete(*batch))
+    return removed
+
+
 # -- resque-lock-timeout -------------------------------------------------------------------------
 
 def acquire_lock(client: redis.Redis, key: str, timeout: int, now: int) -> Lock:

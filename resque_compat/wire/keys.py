@@ -276,6 +276,12 @@ class Keys:
         """resque-loner's ``loners:queue:<queue>:job:<md5 hex>``."""
         return f"{self._prefix}loners:queue:{queue}:job:{digest}"
 
+    def loner_pattern(self, queue: str) -> str:
+        """A SCAN pattern for every resque-loner key of ``queue`` (glob characters in the queue
+        name escaped, so only that queue's keys match)."""
+        escaped = re.sub(r"([*?\[\]\\])", r"\\\1", queue)
+        return f"{self._prefix}loners:queue:{escaped}:job:*"
+
     def run_lock(self, class_name: str, identifier: str) -> str:
         """resque-lock-timeout's ``lock:<Class>:<identifier>`` (no escaping: spaces, quotes and
         ``=>`` appear as they are)."""
