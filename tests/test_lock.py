@@ -134,3 +134,17 @@ def run_the_loner_job_like_lock_06_07(r, resque, start_worker):
     r.rpush("test:release:loner-lock", "go")
     wait_for(lambda: r.get("resque:stat:processed") == "1", 15, "the job to end")
     assert state(r) == fixture_state("lock_07_loner_done.json")
+
+
+def test_a_job_killed_after_term_releases_its_lock(r, resque, start_worker):
+    """Where the gem needs on_failure_lock (DirtyExit), our killed job unwinds through the lock."""
+    import signal
+
+    resque.enqueue("LockedJob", *LOCKED_ARGS)
+    w = start_worker("QUEUE=locked", "INTERVAL=0.1", env={"RESQUE_TERM_TIMEOUT": "0.2"}, require=JOBS)
+    started(r, "locked", w)
+    assert r.exists(LOCK_KEY)
+    w.signal(signal.SIGTERM)
+    assert w.wait(15) == 0, w.output
+    assert not r.exists(LOCK_KEY)
+    assert r.llen("resque:failed") == 1  # the kill is recorded, as Ruby records the DirtyExit
