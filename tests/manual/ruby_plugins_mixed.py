@@ -1,0 +1,143 @@
+"""Manual check (not run by pytest or CI, which have no Ruby gems): real Ruby workers with
+resque-retry, resque-loner and resque-lock-timeout beside real ``resque-py work`` processes on one
+Redis DB, continuing each other's plugin state. Needs Debian's ruby-redis ruby-redis-namespace
+ruby-mono-logger ruby-rufus-scheduler ruby-fugit, and the lib/ folders of resque v3.0.0,
+resque-scheduler v5.0.0 and the plugin commits in fixtures/ruby-plugins/README.md:
+
+    RUBYLIB=resque/lib:resque-scheduler/lib:resque-loner/lib:resque-lock-timeout/lib:resque-retry/lib \\
+        REDIS_URL=redis://127.0.0.1:6379/5 .venv/bin/python tests/manual/ruby_plugins_mixed.py
+
+It FLUSHDBs that DB. Prints each check and exits 1 if one fails.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import redis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/5")
+APP = os.path.join(ROOT, "tests", "manual", "ruby_plugins_app.rb")
+r = redis.Redis.from_url(URL, decode_responses=True)
+failures = []
+
+
+def check(what, ok):
+    print(("ok   " if ok else "FAIL ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def ruby(code, **env):
+    """Run Ruby with the app loaded; returns its stdout."""
+    out = subprocess.run(["ruby", "-e", f"load {APP!r}; {code}"], env={**os.environ, "REDIS_URL": URL, **env},
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode:
+        raise SystemExit(f"ruby failed: {out.stderr}")
+    return out.stdout.strip()
+
+
+def ruby_worker(queue, background=False, **env):
+    args = ["ruby", "-e", f"load {APP!r}; Resque::Worker.new({queue!r}).work(0)"]
+    proc = subprocess.Popen(args, env={**os.environ, "REDIS_URL": URL, **env})
+    return proc if background else proc.wait(60)
+
+
+def python_worker(queue, jobs, background=False, **env):
+    args = [sys.executable, "-m", "resque_compat", "work", f"QUEUE={queue}",
+            "INTERVAL=0.1" if background else "INTERVAL=0", "-r", os.path.join(ROOT, "tests", jobs)]
+    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "REDIS_URL": URL, **env})
+    return proc if background else proc.wait(60)
+
+
+def wait(predicate, what, timeout=20):
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def retry_python_then_ruby():
+    """Python runs attempts 1-2 (suppressed failures, delayed retry); Ruby runs attempt 3 and
+    gives up, continuing Python's counter and cleaning Python's failure key."""
+    r.flushdb()
+    sys.path.insert(0, ROOT)
+    from resque_compat import Resque
+
+    Resque.from_url(URL).enqueue_to("retry", "BackoffJob", "sms", 17)
+    python_worker("retry", "retry_plugin_jobs.py", RESQUE_PY_FAILURE_BACKEND="multiple_with_retry_suppression")
+    key = "resque:resque-retry:BackoffJob:e6cf1d87cf927cfbaa70ce49b43c2cd893c4380f"
+    check("python: counter 1 after two attempts", r.get(key) == "1")
+    check("python: failure key TTL 6", 5 <= r.ttl("resque:failure-" + key[len("resque:"):]) <= 6)
+    check("python: nothing in failed, stat:failed 2", r.llen("resque:failed") == 0 and r.get("resque:stat:failed") == "2")
+    [ts] = r.zrange("resque:delayed_queue_schedule", 0, -1)
+    wait(lambda: time.time() >= int(ts), "the retry to be due")
+    ruby("Resque::Scheduler.handle_delayed_items", NO_LONER="1")  # Ruby's scheduler releases it
+    check("ruby scheduler released Python's delayed retry", r.llen("resque:queue:retry") == 1)
+    ruby_worker("retry")
+    check("ruby: gave up, counter deleted", not r.exists(key))
+    check("ruby: failure key deleted", not r.exists("resque:failure-" + key[len("resque:"):]))
+    failed = [json.loads(f) for f in r.lrange("resque:failed", 0, -1)]
+    check("ruby: one failed entry, by a Ruby worker", len(failed) == 1 and failed[0]["exception"] == "NetworkError")
+    check("stat:failed 3", r.get("resque:stat:failed") == "3")
+
+
+def loner_both_ways():
+    r.flushdb()
+    from resque_compat import Resque
+    from tests import plugin_jobs  # noqa: F401  registers LonerJob (unique=True)
+
+    resque = Resque.from_url(URL)
+    check("python enqueue accepted", resque.enqueue("LonerJob", "x", 1) is True)
+    check("ruby Job.create refuses Python's queued job",
+          ruby("print Resque::Job.create(:loner, LonerJob, 'x', 1).inspect") == '"EXISTED"')
+    ruby_worker("loner")
+    check("ruby worker ran it and freed Python's key", r.keys("resque:loners:*") == [] and r.llen("resque:ruby:ran") == 1)
+    ruby("Resque.enqueue(LonerJob, 'y', {'b' => 2, 'a' => 1})")
+    check("python refuses Ruby's queued job (hash keys in the other order)",
+          resque.enqueue("LonerJob", "y", {"a": 1, "b": 2}) is False)
+    python_worker("loner", "plugin_jobs.py")
+    check("python worker freed Ruby's key", r.keys("resque:loners:*") == [] and r.llen("resque:queue:loner") == 0)
+    check("python enqueue accepted again", resque.enqueue("LonerJob", "y", {"a": 1, "b": 2}) is True)
+    check("ruby Job.create refuses it", ruby("print Resque::Job.create(:loner, LonerJob, 'y', {'a' => 1, 'b' => 2}).inspect") == '"EXISTED"')
+
+
+def lock_both_ways():
+    r.flushdb()
+    from resque_compat import Resque
+
+    resque = Resque.from_url(URL)
+    args = (42, {"k": "v"}, [1, [2, "x y"]], 6)
+    key = 'resque:lock:LockedJob:42-{"k"=>"v"}-1-2-x y-6'
+    resque.enqueue_to("locked", "LockedJob", *args)
+    py = python_worker("locked", "plugin_jobs.py", background=True)
+    assert r.blpop("test:started", timeout=20), "the Python job did not start"
+    resque.enqueue_to("locked", "LockedJob", *args)
+    ruby_worker("locked")
+    check("ruby worker dropped the job Python runs", r.llen("resque:ruby:ran") == 0 and r.get(key) is not None)
+    r.rpush("test:release:locked", "go")
+    wait(lambda: not r.exists(key), "python to release its lock")
+    py.terminate()
+    py.wait(20)
+    r.flushdb()
+    resque.enqueue_to("locked", "LockedJob", *args)
+    rb = ruby_worker("locked", background=True, HOLD="1")
+    wait(lambda: r.llen("resque:ruby:ran") == 1, "the Ruby job to start")
+    resque.enqueue_to("locked", "LockedJob", *args)
+    python_worker("locked", "plugin_jobs.py")
+    check("python worker dropped the job Ruby runs", r.llen("test:started") == 0 and r.exists(key)
+          and r.get("resque:stat:processed") == "1")
+    r.rpush("resque:ruby:release", "go")
+    rb.wait(30)
+    check("ruby released its lock", not r.exists(key))
+
+
+retry_python_then_ruby()
+loner_both_ways()
+lock_both_ways()
+sys.exit(1 if failures else 0)
