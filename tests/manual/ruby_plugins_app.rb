@@ -1,5 +1,5 @@
 # The Ruby side of tests/manual/ruby_plugins_mixed.py: the same job classes as
-# tests/plugin_jobs.py and tests/retry_plugin_jobs.py, with the real gems (loaded from RUBYLIB).
+# tests/loner_lock_jobs.py and tests/retry_plugin_jobs.py, with the real gems (loaded from RUBYLIB).
 require 'multi_json'; MultiJson.use :json_gem
 require 'resque'
 require 'resque-retry'

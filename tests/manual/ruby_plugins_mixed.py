@@ -90,7 +90,7 @@ def retry_python_then_ruby():
 def loner_both_ways():
     r.flushdb()
     from resque_compat import Resque
-    from tests import plugin_jobs  # noqa: F401  registers LonerJob (unique=True)
+    from tests import loner_lock_jobs  # noqa: F401  registers LonerJob (unique=True)
 
     resque = Resque.from_url(URL)
     check("python enqueue accepted", resque.enqueue("LonerJob", "x", 1) is True)
@@ -101,7 +101,7 @@ def loner_both_ways():
     ruby("Resque.enqueue(LonerJob, 'y', {'b' => 2, 'a' => 1})")
     check("python refuses Ruby's queued job (hash keys in the other order)",
           resque.enqueue("LonerJob", "y", {"a": 1, "b": 2}) is False)
-    python_worker("loner", "plugin_jobs.py")
+    python_worker("loner", "loner_lock_jobs.py")
     check("python worker freed Ruby's key", r.keys("resque:loners:*") == [] and r.llen("resque:queue:loner") == 0)
     check("python enqueue accepted again", resque.enqueue("LonerJob", "y", {"a": 1, "b": 2}) is True)
     check("ruby Job.create refuses it", ruby("print Resque::Job.create(:loner, LonerJob, 'y', {'a' => 1, 'b' => 2}).inspect") == '"EXISTED"')
@@ -115,7 +115,7 @@ def lock_both_ways():
     args = (42, {"k": "v"}, [1, [2, "x y"]], 6)
     key = 'resque:lock:LockedJob:42-{"k"=>"v"}-1-2-x y-6'
     resque.enqueue_to("locked", "LockedJob", *args)
-    py = python_worker("locked", "plugin_jobs.py", background=True)
+    py = python_worker("locked", "loner_lock_jobs.py", background=True)
     assert r.blpop("test:started", timeout=20), "the Python job did not start"
     resque.enqueue_to("locked", "LockedJob", *args)
     ruby_worker("locked")
@@ -129,7 +129,7 @@ def lock_both_ways():
     rb = ruby_worker("locked", background=True, HOLD="1")
     wait(lambda: r.llen("resque:ruby:ran") == 1, "the Ruby job to start")
     resque.enqueue_to("locked", "LockedJob", *args)
-    python_worker("locked", "plugin_jobs.py")
+    python_worker("locked", "loner_lock_jobs.py")
     check("python worker dropped the job Ruby runs", r.llen("test:started") == 0 and r.exists(key)
           and r.get("resque:stat:processed") == "1")
     r.rpush("resque:ruby:release", "go")
