@@ -92,3 +92,19 @@ def test_remove_queue_forgets_its_loner_keys_even_without_the_jobs_loaded(r, res
                                           "resque:loners:queue:loner2:job:d7cdd1c43e72fdfc99970abe9a322931"]
     resque.remove_queue("l*")
     assert r.keys("resque:loners:*") == ["resque:loners:queue:loner2:job:d7cdd1c43e72fdfc99970abe9a322931"]
+
+
+def test_with_oj_the_md5_is_over_ojs_float_bytes_but_lock_ids_keep_float_to_s():
+    """resque-loner hashes MultiJson's output (Oj's floats with RUBY_JSON=oj); Array#join, used by
+    lock-timeout and resque-retry, is Float#to_s whatever the JSON library."""
+    from resque_compat.loner import lock_identifier
+    from resque_compat.wire import codec
+
+    try:
+        codec.set_ruby_json("oj")
+        assert loner_digest_input("LonerJob", [1e16, {"b": 1e16}]) == \
+            '{"class":"LonerJob","args":[10000000000000000.0,[["b",10000000000000000.0]]]}'
+        assert lock_identifier([1e16]) == "1.0e+16"
+    finally:
+        codec.set_ruby_json("json")
+    assert loner_digest_input("LonerJob", [1e16]) == '{"class":"LonerJob","args":[1.0e+16]}'
