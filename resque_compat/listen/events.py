@@ -3,11 +3,11 @@
 One event per line in ``--record`` / ``--replay`` files, keys in this order, defaults omitted::
 
     {"t":1795780680.125,"type":"job","queue":"critical","n":3,"span":0.1}
-    {"t":1795780680.125,"type":"failure","queue":"critical","n":1,"exception":"RuntimeError"}
+    {"t":1795780680.125,"type":"failure","queue":"critical","class":"Deliver","n":1,"exception":"RuntimeError"}
     {"t":1795780680.125,"type":"depth","queues":{"critical":12,"low":0}}
     {"t":1795780680.125,"type":"busy","n":7}
 
-``t`` is Unix seconds. A ``job`` or ``failure`` event stands for ``n`` occurrences during the
+``t`` is Unix seconds (to the microsecond). ``class`` is the job class when the source knows it. A ``job`` or ``failure`` event stands for ``n`` occurrences during the
 ``span`` seconds before ``t`` (a poll interval, or a log timestamp's resolution); the renderer
 spreads them over that span. ``depth`` carries every queue's length, ``busy`` the number of
 workers with a job; both are sent only when they change.
@@ -39,6 +39,7 @@ class Event:
     span: float = 0.0
     exception: str = ""
     queues: Optional[Dict[str, int]] = None
+    job_class: str = ""
 
     @property
     def depth(self) -> int:
@@ -49,6 +50,8 @@ class Event:
         data: Dict[str, object] = {"t": round(self.t, 6), "type": self.kind}
         if self.kind in (JOB, FAILURE):
             data["queue"] = self.queue
+            if self.job_class:
+                data["class"] = self.job_class
         if self.kind != DEPTH:
             data["n"] = self.n
         if self.span:
@@ -80,7 +83,7 @@ class Event:
                 queues = {str(k): int(v) for k, v in queues.items()}
             return cls(t=t, kind=kind, queue=str(data.get("queue", "")), n=int(data.get("n", 1)),
                        span=float(data.get("span", 0.0)), exception=str(data.get("exception", "")),
-                       queues=queues if kind == DEPTH else None)
+                       queues=queues if kind == DEPTH else None, job_class=str(data.get("class", "")))
         except KeyError:
             raise ValueError("missing 't' (Unix seconds)") from None
         except (TypeError, ValueError) as exc:

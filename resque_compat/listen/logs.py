@@ -1,29 +1,54 @@
-"""``--from-log FILE --pattern REGEX``: one event per matching line, timed by the line itself.
+"""``--from-log FILE [--pattern REGEX]``: one event per job line, timed by the line itself.
 
-This is the original idea behind issue 8 ("render our log data as a sound"). Timestamp shapes
-recognised anywhere in the line (the leftmost wins on the first timed line, then that shape is
-tried first):
+This is the original idea behind issue 8 ("render our log data as a sound"). Without
+``--pattern`` the job lines of Resque's and resque-py's own logs are read (issue 18 item 3,
+issue 15 item 8), queue, class and failure included:
 
-=====================  ===========================================  ============================
-shape                  example                                      written by
-=====================  ===========================================  ============================
-ISO 8601 / RFC 3339    ``2026-11-27T11:55:41.123Z``,                Ruby Logger, Rails, Python
-                       ``2026-11-27 11:55:41,123``,                 logging, JSON logs
+=================================  ===================================================================
+written by                         job lines (``got:`` lines are not events: the job has not ended)
+=================================  ===================================================================
+Ruby Resque, ``VVERBOSE=1``        ``** [09:00:11 2027-01-05] 4242: done: (Job{critical} | Deliver | [3])``
+                                   ``** [...] 4242: (Job{critical} | Deliver | [3]) failed: #<RuntimeError: x>``
+resque-py, ``VVERBOSE=1``          ``** [09:00:11 2027-01-05] 4242: done: (critical) Deliver``
+                                   ``** [...] 4242: failed: (critical) Deliver: RuntimeError: x``
+resque-py, ``LOG_FORMAT=json``     ``{"time":"2027-01-05T09:00:11.005Z",...,"message":"done: (critical) Deliver"}``
+any logger around Resque's text    ``2027-01-05T09:00:11.005+00:00 INFO done: (Job{critical} | Deliver | [3])``
+=================================  ===================================================================
+
+Ruby logs each failure twice with the same text (``Worker#report_failed_job`` and ``Job#fail``);
+a failure line equal to the previous one is counted once. ``VERBOSE=1`` lines (``*** done: …``)
+carry no time, so they cannot be played: run the worker with ``VVERBOSE=1``.
+
+With ``--pattern REGEX``, each matching line is an event. Named groups refine it:
+``(?P<ts>...)`` says where the timestamp is, ``(?P<queue>...)`` and ``(?P<class>...)`` name the
+queue (pitch and stereo place) and the job class, a non-empty ``(?P<failed>...)`` makes the line
+a failure, ``(?P<exception>...)`` names its exception. Without a ``queue`` group the queue is
+still taken from a Resque job in the line (``Job{critical}`` or ``(critical) Class``).
+
+Timestamp shapes recognised anywhere in the line (the leftmost wins on the first timed line,
+then that shape is tried first); every fraction (up to nanoseconds) and offset is kept:
+
+=====================  ==========================================  ============================
+shape                  example                                     written by
+=====================  ==========================================  ============================
+ISO 8601 / RFC 3339    ``2026-11-27T11:55:41.123456Z``,            Ruby Logger, Rails, Python
+                       ``2026-11-27 11:55:41,123``,                logging, JSON logs
                        ``2026-11-27T11:55:41+01:00``
-Ruby ``Time#to_s``     ``2026-11-27 11:55:41 +0000`` / ``… UTC``    Resque (worker:<id>:started)
-Resque ``failed_at``   ``2026/11/27 12:01:34 UTC``                  Resque failure entries
-Common Log Format      ``[27/Nov/2026:11:55:41 +0000]``             nginx, Apache
+Ruby ``Time#to_s``     ``2026-11-27 11:55:41 +0000`` / ``… UTC``,  Resque (worker:<id>:started)
+                       ``%N``: ``2026-11-27 11:55:41.123456789 +0100``
+Resque VVERBOSE        ``[11:55:41 2026-11-27]`` (worker's local)  Resque / resque-py VVERBOSE
+Resque ``failed_at``   ``2026/11/27 12:01:34 UTC``                 Resque failure entries
+Common Log Format      ``[27/Nov/2026:11:55:41 +0000]``            nginx, Apache
 syslog                 ``Nov 27 11:55:41`` (year: the file's mtime) syslog, journald exports
-Unix epoch             ``1795780680.619`` or ``1795780680619`` (ms)  at the start of a line only
-=====================  ===========================================  ============================
+Unix epoch             ``1795780680.619`` or ``1795780680619`` (ms) at the start of a line only
+=====================  ==========================================  ============================
 
 A timestamp without an offset is read as UTC (only the spacing of events matters to the sound).
-Named groups in REGEX refine the event: ``(?P<ts>...)`` says where the timestamp is,
-``(?P<queue>...)`` gives the queue (pitch and stereo place), and a non-empty ``(?P<failed>...)``
-makes the line a failure instead of a job. A matching line without a timestamp takes the
-previous line's (continuation lines); timestamps that go backwards are held at the latest seen,
-so interleaved logs still play in order. Each event spans its timestamp's resolution (1 s for
-``11:55:41``, 1 ms for ``11:55:41.123``), so a busy second is spread over that second.
+An event's ``t`` is the line's time exactly; its ``span`` is the timestamp's resolution (1 s for
+``11:55:41``), over which the renderer spreads it, so a busy whole-second log is a texture, not
+a pulse per second. A matching line without a timestamp takes the previous line's (continuation
+lines); timestamps that go backwards are held at the latest seen, so interleaved logs still play
+in order. Input that yields no event is an error saying why (issue 18 / issue 15 item 8).
 """
 from __future__ import annotations
 
@@ -32,6 +57,8 @@ import logging
 import os
 import re
 import time
+from dataclasses import dataclass
+from itertools import chain
 from typing import Iterator, List, Optional, Pattern, Tuple
 
 from resque_compat.listen.events import FAILURE, JOB, Event
@@ -48,14 +75,39 @@ _OFFSET = r"(?P<tz>Z|UTC|GMT|[+-]\d{2}:?\d{2})?"
 SHAPES: List[Tuple[str, Pattern[str]]] = [
     ("iso8601", re.compile(r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})[T ](?P<h>\d{2}):(?P<mi>\d{2}):"
                            r"(?P<s>\d{2})" + _FRACTION + r"\s?" + _OFFSET)),
+    ("resque_vverbose", re.compile(r"\[(?P<h>\d{2}):(?P<mi>\d{2}):(?P<s>\d{2}) "
+                                   r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})\]")),
     ("resque_failure_time", re.compile(r"(?P<y>\d{4})/(?P<mo>\d{2})/(?P<d>\d{2}) (?P<h>\d{2}):(?P<mi>\d{2}):"
-                                    r"(?P<s>\d{2})" + _FRACTION + r"\s?" + _OFFSET)),
+                                       r"(?P<s>\d{2})" + _FRACTION + r"\s?" + _OFFSET)),
     ("common_log", re.compile(r"(?P<d>\d{2})/(?P<mon>[A-Za-z]{3})/(?P<y>\d{4}):(?P<h>\d{2}):(?P<mi>\d{2}):"
                               r"(?P<s>\d{2})" + _FRACTION + r"\s?" + _OFFSET)),
     ("syslog", re.compile(r"\b(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<d>\d{1,2}) (?P<h>\d{2}):(?P<mi>\d{2}):"
                           r"(?P<s>\d{2})" + _FRACTION)),
     ("epoch", re.compile(r"^\W{0,2}(?P<epoch>\d{10}(?:\.\d{1,9})?|\d{13})\b")),
 ]
+
+_JOB = r"\(Job\{(?P<queue>[^}]*)\} \| (?P<class>[^|]*?) \|"          # Ruby's Job#inspect
+_PY_JOB = r"\((?P<queue>[^)\s]*)\) (?P<class>[^\s:\"]+(?:::[^\s:\"]+)*)"  # resque-py's Job.__str__
+
+
+@dataclass(frozen=True)
+class LineFormat:
+    """One kind of job line in Resque's or resque-py's own logs."""
+
+    name: str
+    regex: Pattern[str]
+    kind: str
+
+
+#: Tried in order on each line when no --pattern is given (module docstring's first table).
+RESQUE_LINES = (
+    LineFormat("ruby", re.compile(r"\bdone: " + _JOB), JOB),
+    LineFormat("ruby", re.compile(_JOB + r".*\) failed: (?:#<)?(?P<exception>[\w:]+)"), FAILURE),
+    LineFormat("resque-py", re.compile(r"\bdone: " + _PY_JOB), JOB),
+    LineFormat("resque-py", re.compile(r"\bfailed: " + _PY_JOB + r": (?P<exception>[\w.:]+)"), FAILURE),
+)
+
+_JOB_IN_LINE = (re.compile(_JOB), re.compile(r"\b(?:done|got|failed|skipped): " + _PY_JOB))
 
 
 def _offset_seconds(tz: Optional[str]) -> int:
@@ -67,14 +119,14 @@ def _offset_seconds(tz: Optional[str]) -> int:
 
 
 def _from_match(m: "re.Match[str]", default_year: int) -> Tuple[float, float]:
-    """(Unix time, resolution in seconds) of one timestamp match."""
+    """(Unix time, resolution in seconds) of one timestamp match, fraction and offset kept."""
     g = m.groupdict()
     if g.get("epoch"):
         text = g["epoch"]
         if "." not in text and len(text) == 13:
             return int(text) / 1000.0, 0.001
-        frac = text.partition(".")[2]
-        return float(text), 10.0 ** -len(frac) if frac else 1.0
+        whole, _, frac = text.partition(".")
+        return int(whole) + (int(frac) / 10 ** len(frac) if frac else 0.0), 10.0 ** -len(frac) if frac else 1.0
     month = int(g["mo"]) if g.get("mo") else _MONTHS.get((g.get("mon") or "").lower())
     if not month:
         raise ValueError(f"unknown month {g.get('mon')!r}")
@@ -112,45 +164,103 @@ class TimestampParser:
         return value
 
 
-def read_log(path: str, pattern: str) -> Iterator[Event]:
-    """One event per line of ``path`` that ``pattern`` matches (see the module docstring).
+@dataclass
+class _Tally:
+    """What reading a file found, to say why it gave no events."""
 
-    Raises ValueError for a pattern that does not compile, naming the problem.
+    lines: int = 0
+    matched: int = 0
+    untimed: int = 0
+    events: int = 0
+
+
+def read_log(path: str, pattern: Optional[str] = None) -> Iterator[Event]:
+    """Events of ``path``: its Resque job lines, or the lines ``pattern`` matches (module docstring).
+
+    Reads up to the first event before returning, so that a file that gives none is refused
+    here, before any output is opened. Raises ValueError for a pattern that does not compile or
+    a file without events, saying what to change.
     """
-    try:
-        regex = re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"--pattern {pattern!r} is not a valid regular expression ({exc}); "
-                         "e.g. --pattern 'Processed|(?P<failed>Failed)'") from None
+    regex = None
+    if pattern:
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"--pattern {pattern!r} is not a valid regular expression ({exc}); "
+                             "e.g. --pattern 'Processed|(?P<failed>Failed)'") from None
     try:
         year = time.gmtime(os.path.getmtime(path)).tm_year
     except OSError:
         year = None
-    parser = TimestampParser(year)
-    return _events(path, regex, parser)
+    tally = _Tally()
+    events = _events(path, regex, TimestampParser(year), tally)
+    first = next(events, None)
+    if first is None:
+        raise ValueError(_no_events(path, pattern, tally))
+    return chain([first], events)
 
 
-def _events(path: str, regex: Pattern[str], parser: TimestampParser) -> Iterator[Event]:
+def _no_events(path: str, pattern: Optional[str], tally: _Tally) -> str:
+    if tally.matched and tally.untimed == tally.matched:
+        return (f"{path}: {tally.matched} job line(s) but none has a timestamp, so there is nothing "
+                "to play; Resque's VERBOSE=1 lines carry no time: run the workers with VVERBOSE=1, "
+                "or give lines with ISO 8601 times (see resque-py listen --help)")
+    if pattern:
+        return (f"{path}: none of its {tally.lines} line(s) matches --pattern {pattern!r}; check the "
+                "pattern against a line of the file, e.g. --pattern 'done|(?P<failed>failed)'")
+    return (f"{path}: none of its {tally.lines} line(s) is a Resque job line (done: (Job{{queue}} | "
+            "Class | args), ... failed: ..., or resque-py's done: (queue) Class); workers log them "
+            "with VVERBOSE=1 (or LOG_FORMAT=json); for another format give --pattern REGEX")
+
+
+def _match(line: str, regex: Optional[Pattern[str]]) -> Optional[Tuple[str, dict]]:
+    """(kind, named groups) of a job line, or None."""
+    if regex is None:
+        for fmt in RESQUE_LINES:
+            m = fmt.regex.search(line)
+            if m:
+                return fmt.kind, m.groupdict()
+        return None
+    m = regex.search(line)
+    if not m:
+        return None
+    groups = m.groupdict()
+    if "queue" not in regex.groupindex:
+        for sniff in _JOB_IN_LINE:  # the user's regex picks lines; Resque's text still names the queue
+            found = sniff.search(line)
+            if found:
+                groups = {**found.groupdict(), **{k: v for k, v in groups.items() if v}}
+                break
+    return FAILURE if groups.get("failed") else JOB, groups
+
+
+def _events(path: str, regex: Optional[Pattern[str]], parser: TimestampParser, tally: _Tally) -> Iterator[Event]:
     last_t: Optional[float] = None
     last_span = 1.0
-    untimed = 0
+    previous_failure = None
     with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
-            m = regex.search(line)
-            if not m:
+            tally.lines += 1
+            found = _match(line, regex)
+            if found is None:
                 continue
-            groups = m.groupdict()
+            kind, groups = found
+            tally.matched += 1
+            if kind == FAILURE and regex is None:
+                if line == previous_failure:  # Ruby's second copy (Job#fail) of the same failure
+                    continue
+                previous_failure = line
             stamp = parser.parse(groups["ts"] if groups.get("ts") else line)
             if stamp is not None:
-                start, span = stamp
-                t = start + span  # the line happened somewhere in [start, start + span)
+                t, span = stamp
                 last_t, last_span = (t, span) if last_t is None or t > last_t else (last_t, span)
             elif last_t is None:
-                untimed += 1
+                tally.untimed += 1
                 continue
-            kind = FAILURE if groups.get("failed") else JOB
-            yield Event(last_t, kind, queue=groups.get("queue") or "", n=1, span=last_span)
-    if untimed:
+            tally.events += 1
+            yield Event(last_t, kind, queue=(groups.get("queue") or "").strip(), n=1, span=last_span,
+                        exception=(groups.get("exception") or "").strip(),
+                        job_class=(groups.get("class") or "").strip())
+    if tally.untimed and tally.events:
         logger.warning("%s: %d matching line(s) before the first timestamp were skipped; see "
-                       "resque-py listen --help for the timestamp shapes read", path, untimed)
-
+                       "resque-py listen --help for the timestamp shapes read", path, tally.untimed)

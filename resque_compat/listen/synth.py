@@ -5,12 +5,14 @@ Sound design (README "Hear your queues"):
 * **drone** — a low tone (E1 to E2, with its octave and a slightly detuned twin that beats
   slowly) whose pitch follows the total queue depth and whose loudness follows depth plus busy
   workers, both on a log scale and smoothed over about a second; silent when both are zero;
-* **grains** — each processed job is a soft 80 ms sine grain (3 ms raised-cosine attack,
-  18 ms exponential decay) on a C-major-pentatonic note chosen by the queue's name, placed in
-  the stereo field by the same name. Jobs reported together (one poll) are spread at random
-  over the time they happened in, so dense traffic becomes a shimmering texture; above
-  ~100 jobs/s each grain gets quieter (energy grows with the fourth root of the rate), so a
-  burst is louder than a trickle without turning into noise;
+* **grains and texture** — each queue has a note of a C-major-pentatonic scale and a stereo
+  place, both chosen by the queue's name. A job on a quiet queue is a soft 80 ms sine grain
+  (3 ms raised-cosine attack, 18 ms exponential decay). Each queue's job rate is followed in
+  3.3 ms frames (a one-pole estimate over :data:`RATE_TAU`); as it passes :data:`TEXTURE_KNEE`
+  jobs/s the grains fade and a continuous tone on the queue's note takes over, louder (log of the
+  rate) and brighter (2nd and 3rd harmonics) as the rate grows. Dense traffic is therefore a
+  steady texture, never grains summed into a click (issue 18 item 2), and 5, 30, 200, 2,000 and
+  20,000 jobs/s are each louder than the last;
 * **failures** — a 0.9 s G3 tone (196 Hz plus a fading octave), centred, well below every
   grain note and above every drone partial, so it is recognisable in a spectrum and by ear;
 * **limiter** — a gain that drops within one 3.3 ms frame when the mix passes
@@ -30,6 +32,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 import numpy as np
 
 from resque_compat.listen.events import BUSY, DEPTH, FAILURE, JOB, Event
+from resque_compat.listen.texture import FRAMES_PER_BLOCK, TEXTURE_KNEE, Texture
 
 SAMPLE_RATE = 44100
 #: Internal render grid: 0.1 s. Output never depends on how callers slice it.
@@ -41,8 +44,6 @@ FRAME = 147
 SCALE_HZ = (523.25, 587.33, 659.26, 783.99, 880.00, 1046.50, 1174.66, 1318.51, 1567.98, 1760.00)
 GRAIN_SECONDS = 0.08
 GRAIN_AMP = 0.15
-#: Above this many jobs/s grains get quieter (amp * (1 + rate/knee) ** -0.25).
-DENSITY_KNEE = 100.0
 #: Jobs reported at one instant with no span are spread over at least this long.
 MIN_SPREAD = 0.02
 
@@ -120,6 +121,7 @@ class _Voices:
         self.index: Dict[str, int] = {}
         self.kernels: List[np.ndarray] = []
         self.pans: List[Tuple[float, float]] = []
+        self.freqs: List[float] = []
         self._spectra: Dict[int, np.ndarray] = {}
 
     def of(self, queue: str) -> int:
@@ -129,6 +131,7 @@ class _Voices:
             i = self.index[queue] = len(self.kernels)
             self.kernels.append(grain_kernel(freq, self.sr))
             self.pans.append(_pan_gains(pan))
+            self.freqs.append(freq)
             self._spectra.clear()
         return i
 
@@ -164,10 +167,12 @@ class Renderer:
         self._carry = np.zeros((len(self._failure_kernel) - 1, 2))
         self._drone = [0.0, DRONE_LOW_HZ, 0.0, 0.0]        # amp, freq, phase, twin phase
         self._gain = 1.0
-        self._rate = 0.0
         self._fail_rate = 0.0
         self._rate_t: Optional[float] = None
         self._out = np.zeros((0, 2))
+        self.texture = Texture(self.voices, sample_rate, BLOCK)
+        self.frames_limited = 0               # limiter frames with gain below 1 (issue 18 item 2)
+        self.frames_total = 0
 
     # -- input --------------------------------------------------------------------------------
     def feed(self, event: Event) -> None:
@@ -181,12 +186,10 @@ class Renderer:
             return
         decay = 1.0 if self._rate_t is None else math.exp(-max(0.0, event.t - self._rate_t) / 0.5)
         self._rate_t = event.t
-        self._rate *= decay
         self._fail_rate *= decay
         span = max(event.span, MIN_SPREAD if event.n > 1 else 0.0) * self.sr
         if event.kind == JOB:
-            self._rate += event.n / 0.5
-            amp = GRAIN_AMP * (1 + self._rate / DENSITY_KNEE) ** -0.25
+            amp = GRAIN_AMP  # the per-queue rate in _block decides how much of it is a grain
             voice = self.voices.of(event.queue)
         else:
             self._fail_rate += event.n / 0.5
@@ -225,17 +228,23 @@ class Renderer:
         buf = np.zeros((BLOCK + len(self._carry), 2))
         buf[: len(self._carry)] += self._carry
         now = self._pos < b0 + BLOCK
-        if now.any():
-            # grains fed too late (a slow poll) are folded into this block, spread as they were,
-            # rather than piled onto its first sample
-            offsets = np.floor(self._pos[now] - b0).astype(np.int64) % BLOCK
-            voices, amps = self._voice[now], self._amp[now]
-            self._pos, self._voice, self._amp = self._pos[~now], self._voice[~now], self._amp[~now]
-            grains = voices >= 0
-            if grains.any():
-                self._add_grains(buf, voices[grains], offsets[grains], amps[grains])
-            if not grains.all():
-                self._add_failures(buf, offsets[~grains], amps[~grains])
+        # grains fed too late (a slow poll) are folded into this block, spread as they were,
+        # rather than piled onto its first sample
+        offsets = np.floor(self._pos[now] - b0).astype(np.int64) % BLOCK
+        voices, amps = self._voice[now], self._amp[now]
+        self._pos, self._voice, self._amp = self._pos[~now], self._voice[~now], self._amp[~now]
+        grains = voices >= 0
+        frames = offsets[grains] * FRAMES_PER_BLOCK // BLOCK
+        count = len(self.voices.kernels)
+        counts = np.bincount(voices[grains] * FRAMES_PER_BLOCK + frames,
+                             minlength=count * FRAMES_PER_BLOCK).reshape(count, FRAMES_PER_BLOCK)
+        rates = self.texture.follow(counts)  # every block, so the rates also decay in silence
+        if grains.any():
+            weights = 1.0 / (1.0 + np.square(rates[voices[grains], frames] / TEXTURE_KNEE))
+            self._add_grains(buf, voices[grains], offsets[grains], amps[grains] * weights)
+        if not grains.all():
+            self._add_failures(buf, offsets[~grains], amps[~grains])
+        self.texture.add(buf, b0)
         self._add_drone(buf, b0)
         self._carry = buf[BLOCK:].copy()
         self.position += BLOCK
@@ -311,6 +320,8 @@ class Renderer:
             ends[i] = gain
         starts = np.concatenate([[self._gain], ends[:-1]])
         self._gain = gain
+        self.frames_limited += int(np.count_nonzero(ends < 1.0 - 1e-9))
+        self.frames_total += len(ends)
         ramp = np.arange(1, FRAME + 1) / FRAME
         gains = (starts[:, None] + (ends - starts)[:, None] * ramp[None, :]).reshape(-1)
         return soft_knee(block * gains[:, None])
