@@ -14,14 +14,27 @@ Examples:
   resque-py listen --serve 127.0.0.1:8765             # open it in a browser
   resque-py listen --record events.jsonl              # keep the events for later
   resque-py listen --replay events.jsonl --speed 10 --out replay.wav
+  resque-py listen --from-log worker.log --speed 60 --out day.wav     # Resque's VVERBOSE log
   resque-py listen --from-log production.log --pattern 'Completed|(?P<failed>Error)' \\
       --speed 60 --out day.wav
+  resque-py listen --from-prometheus http://127.0.0.1:9090 --since 1h --speed 60 --out hour.wav \\
+      --query 'rate(resque_jobs_processed_total[1m])' --query 'rate(resque_jobs_failed_total[1m])'
+  resque-py listen --from-graphite http://graphite --target 'stats.resque.*.processed' \\
+      --follow --serve 127.0.0.1:8765
 \b
---from-log reads timestamps shaped like 2026-11-27T11:55:41.123Z, 2026-11-27 11:55:41 +0000,
-2026/11/27 12:01:34 UTC, [27/Nov/2026:11:55:41 +0000], Nov 27 11:55:41 or a leading Unix
-epoch; named groups (?P<queue>...) and (?P<failed>...) in REGEX set the queue and mark failures.
+--from-log without --pattern reads the job lines of Ruby Resque's and resque-py's logs
+(VVERBOSE=1, or resque-py's LOG_FORMAT=json): queue, class and failures included. With
+--pattern, named groups (?P<queue>...), (?P<class>...) and (?P<failed>...) set the queue and
+class and mark failures. Timestamps: 2026-11-27T11:55:41.123456Z, 2026-11-27 11:55:41.123 +0000,
+[11:55:41 2026-11-27], 2026/11/27 12:01:34 UTC, [27/Nov/2026:11:55:41 +0000], Nov 27 11:55:41 or
+a leading Unix epoch; fractions and offsets are kept. A log without events is an error (exit 1).
 \b
-Exit codes: 0 ok, 1 runtime error (e.g. Redis unreachable), 2 usage error or numpy missing.
+--from-prometheus / --from-graphite: each series is a voice (its queue label or the varying part
+of its path); its per-second value is the job rate, and a series whose query or name contains
+"fail" plays the failure tone.
+\b
+Exit codes: 0 ok, 1 runtime error (e.g. Redis or the monitoring server unreachable, a source
+without events), 2 usage error or numpy missing.
 """
 
 
@@ -33,7 +46,22 @@ Exit codes: 0 ok, 1 runtime error (e.g. Redis unreachable), 2 usage error or num
               help="Play events from a --record file instead of live traffic.")
 @click.option("--from-log", "from_log", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
               help="Play a plain log: one event per line matching --pattern, timed by the line.")
-@click.option("--pattern", metavar="REGEX", help="Lines of --from-log that are events.")
+@click.option("--pattern", metavar="REGEX",
+              help="Lines of --from-log that are events (default: Resque's and resque-py's job lines).")
+@click.option("--from-prometheus", "from_prometheus", metavar="URL",
+              help="Play Prometheus range queries (--query), e.g. http://127.0.0.1:9090.")
+@click.option("--query", metavar="PROMQL", multiple=True,
+              help="A --from-prometheus query giving per-second rates; repeat for more voices.")
+@click.option("--from-graphite", "from_graphite", metavar="URL",
+              help="Play Graphite render API targets (--target), e.g. http://graphite.")
+@click.option("--target", metavar="PATH", multiple=True,
+              help="A --from-graphite target giving per-second rates; repeat for more voices.")
+@click.option("--since", metavar="DURATION", default="1h", show_default=True,
+              help="How far back a monitoring replay starts: 90, 15m, 1h, 2d.")
+@click.option("--step", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Seconds between monitoring points (default: --since / 2000, at least 1).")
+@click.option("--follow", is_flag=True,
+              help="Follow the monitoring source live (a query every --step) instead of replaying.")
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Replay this many times faster than recorded (--replay, --from-log).")
 @click.option("--out", metavar="FILE.wav", help="Write 16-bit 44.1 kHz stereo WAV here.")

@@ -12,11 +12,12 @@ Two ways to run:
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import IO, Any, Callable, Iterator, List, Optional
+from typing import IO, Any, Callable, Iterator, List, Optional, Tuple
 
 import gevent
 from gevent.event import Event as Flag
@@ -41,24 +42,65 @@ class ListenOptions:
     seconds: Optional[float] = None
     serve: Optional[str] = None
     seed: int = 0
+    from_prometheus: Optional[str] = None
+    query: Tuple[str, ...] = ()
+    from_graphite: Optional[str] = None
+    target: Tuple[str, ...] = ()
+    since: str = "1h"
+    step: Optional[float] = None
+    follow: bool = False
 
     @property
     def renders(self) -> bool:
         return bool(self.out or self.serve)
 
     @property
+    def monitoring(self) -> bool:
+        return bool(self.from_prometheus or self.from_graphite)
+
+    @property
     def live(self) -> bool:
-        return not (self.replay or self.from_log)
+        """Live Redis traffic (no other source given)."""
+        return not (self.replay or self.from_log or self.monitoring)
+
+    @property
+    def followed(self) -> bool:
+        """Events arrive as they happen (Redis, or --follow): played against the clock."""
+        return self.live or self.follow
+
+    def step_seconds(self) -> float:
+        """--step, else enough points to cover --since in MAX_POINTS (at least 1 s)."""
+        from resque_compat.listen.monitoring import MAX_POINTS, parse_duration
+
+        return self.step or max(1.0, math.ceil(parse_duration(self.since) / MAX_POINTS))
 
     def validate(self) -> "ListenOptions":
         """Raise ValueError, naming the option and a working example, for a bad combination."""
-        if self.replay and self.from_log:
-            raise ValueError("give --replay FILE or --from-log FILE, not both")
-        if self.from_log and not self.pattern:
-            raise ValueError("--from-log needs --pattern REGEX, e.g. --pattern 'Processed|(?P<failed>Failed)'")
-        if self.live and self.speed != 1.0:
-            raise ValueError("--speed only applies to --replay FILE or --from-log FILE; live traffic "
-                             "plays as it happens")
+        sources = [name for name, given in (("--replay", self.replay), ("--from-log", self.from_log),
+                                            ("--from-prometheus", self.from_prometheus),
+                                            ("--from-graphite", self.from_graphite)) if given]
+        if len(sources) > 1:
+            raise ValueError(f"give one source, not {' and '.join(sources)}")
+        if self.from_prometheus and not self.query:
+            raise ValueError("--from-prometheus needs --query PROMQL, e.g. "
+                             "--query 'rate(resque_jobs_processed_total[1m])'")
+        if self.query and not self.from_prometheus:
+            raise ValueError("--query only applies to --from-prometheus URL")
+        if self.from_graphite and not self.target:
+            raise ValueError("--from-graphite needs --target PATH, e.g. --target 'stats.resque.*.processed'")
+        if self.target and not self.from_graphite:
+            raise ValueError("--target only applies to --from-graphite URL")
+        if (self.follow or self.step) and not self.monitoring:
+            raise ValueError("--follow and --step apply to --from-prometheus / --from-graphite")
+        if self.monitoring:
+            from resque_compat.listen.monitoring import parse_duration
+
+            parse_duration(self.since)
+            if self.step is not None and not self.step > 0:
+                raise ValueError(f"--step is seconds between points, e.g. --step 15 (got {self.step})")
+        if self.followed and self.speed != 1.0:
+            raise ValueError("--speed only applies to --replay, --from-log and monitoring replays; "
+                             "live traffic plays as it happens")
         if self.pattern and not self.from_log:
             raise ValueError("--pattern only applies to --from-log FILE")
         if not (self.out or self.serve or self.record):
@@ -77,12 +119,27 @@ class ListenOptions:
         return self
 
 
+def monitoring_source(options: ListenOptions) -> Any:
+    """The :class:`~.monitoring.MetricsSource` of --from-prometheus / --from-graphite."""
+    from resque_compat.listen.monitoring import MetricsSource
+
+    if options.from_prometheus:
+        return MetricsSource("prometheus", options.from_prometheus, options.query, options.step_seconds())
+    return MetricsSource("graphite", options.from_graphite or "", options.target, options.step_seconds())
+
+
 def file_events(options: ListenOptions) -> Iterator[Event]:
-    """The raw events of ``--replay`` or ``--from-log`` (not yet time-mapped)."""
+    """The raw events of ``--replay``, ``--from-log`` or a monitoring replay (not yet
+    time-mapped). A log or replay window without events is refused here, before any output
+    is opened."""
     if options.from_log:
         from resque_compat.listen.logs import read_log
 
-        return read_log(options.from_log, options.pattern or "")
+        return read_log(options.from_log, options.pattern)
+    if options.monitoring:
+        from resque_compat.listen.monitoring import parse_duration
+
+        return monitoring_source(options).replay(parse_duration(options.since))
     fh = open(options.replay, encoding="utf-8")  # closed when the generator is
     return _closing(read_jsonl(fh, options.replay or "events"), fh)
 
@@ -97,15 +154,16 @@ def run(options: ListenOptions, connect: Optional[Callable[[], Any]] = None) -> 
 
     ``connect`` returns a :class:`~.poller.Poller` for live traffic; it is only called then.
     """
+    events = None if options.followed else file_events(options)  # refuses an empty source first
     with ExitStack() as stack:
         recorder = stack.enter_context(open(options.record, "w", encoding="utf-8")) if options.record else None
-        if not options.live and not options.serve:
-            return _offline(options, recorder, stack)
-        return _clocked(options, recorder, stack, connect)
+        if events is not None and not options.serve:
+            return _offline(options, events, recorder, stack)
+        return _clocked(options, events, recorder, stack, connect)
 
 
-def _offline(options: ListenOptions, recorder: Optional[IO[str]], stack: ExitStack) -> int:
-    events: Iterator[Event] = TimeMap(options.speed).map_all(file_events(options))
+def _offline(options: ListenOptions, raw: Iterator[Event], recorder: Optional[IO[str]], stack: ExitStack) -> int:
+    events: Iterator[Event] = TimeMap(options.speed).map_all(raw)
     if recorder is not None:
         events = _tee(events, recorder)
     if not options.out:
@@ -128,8 +186,8 @@ def _tee(events: Iterator[Event], fh: IO[str]) -> Iterator[Event]:
         yield event
 
 
-def _clocked(options: ListenOptions, recorder: Optional[IO[str]], stack: ExitStack,
-             connect: Optional[Callable[[], Any]]) -> int:
+def _clocked(options: ListenOptions, raw: Optional[Iterator[Event]], recorder: Optional[IO[str]],
+             stack: ExitStack, connect: Optional[Callable[[], Any]]) -> int:
     stop = Flag()
     for signum in (signal.SIGINT, signal.SIGTERM):
         handler = gevent.signal_handler(signum, stop.set)
@@ -158,8 +216,11 @@ def _clocked(options: ListenOptions, recorder: Optional[IO[str]], stack: ExitSta
     failures: List[BaseException] = []
     if options.live:
         source = gevent.spawn(_guard, failures, stop, _poll_loop, connect(), options.rate, sink, stop)
+    elif options.follow:
+        poller = monitoring_source(options)
+        source = gevent.spawn(_guard, failures, stop, _poll_loop, poller, 1.0 / poller.step, sink, stop)
     else:
-        events = TimeMap(options.speed, origin=start).map_all(file_events(options))
+        events = TimeMap(options.speed, origin=start).map_all(raw or iter(()))
         source = gevent.spawn(_guard, failures, stop, _paced, events, sink, stop)
     stack.callback(source.kill)
     if renderer is None:
@@ -203,6 +264,8 @@ def _render_loop(options: ListenOptions, renderer: Any, broadcast: Any, stack: E
 def _poll_loop(poller: Any, rate: float, sink: Callable[[Event], None], stop: Flag) -> None:
     import redis
 
+    errors = getattr(poller, "errors", (redis.RedisError,))
+    source = getattr(poller, "kind", "Redis")
     interval = 1.0 / rate
     next_poll = time.time()
     failing = False
@@ -211,15 +274,15 @@ def _poll_loop(poller: Any, rate: float, sink: Callable[[Event], None], stop: Fl
         try:
             events = poller.poll(time.time())
             if not primed:
-                logger.info("listen: polling Redis %g times a second; Ctrl-C to stop", rate)
+                logger.info("listen: polling %s %g times a second; Ctrl-C to stop", source, rate)
                 primed = True
-        except redis.RedisError as exc:
+        except errors as exc:
             if not failing:
-                logger.warning("listen: cannot read Redis (%s); retrying every %.2f s", exc, interval)
+                logger.warning("listen: cannot read %s (%s); retrying every %.2f s", source, exc, interval)
             failing, events = True, []
         else:
             if failing:
-                logger.info("listen: Redis answers again")
+                logger.info("listen: %s answers again", source)
             failing = False
         for event in events:
             sink(event)

@@ -352,10 +352,12 @@ def to_pcm16(samples: np.ndarray) -> bytes:
 
 
 def render_events(events: Iterable[Event], seconds: Optional[float] = None, seed: int = 0,
-                  start: Optional[float] = None, tail: float = 2.0) -> Iterator[np.ndarray]:
+                  start: Optional[float] = None, tail: float = 2.0,
+                  renderer: Optional[Renderer] = None) -> Iterator[np.ndarray]:
     """Offline rendering, block by block: ``seconds`` of audio from ``start`` (default: the
-    first event), or until ``tail`` seconds after the last event when ``seconds`` is None."""
-    renderer = Renderer(seed=seed, start=start)
+    first event), or until ``tail`` seconds after the last event when ``seconds`` is None.
+    Pass ``renderer`` to read its counters (``frames_limited``) afterwards."""
+    renderer = renderer if renderer is not None else Renderer(seed=seed, start=start)
     total = None if seconds is None else int(round(seconds * SAMPLE_RATE))
     done = 0
     last_t = None
