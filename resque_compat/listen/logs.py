@@ -102,7 +102,7 @@ class LineFormat:
 #: Tried in order on each line when no --pattern is given (module docstring's first table).
 RESQUE_LINES = (
     LineFormat("ruby", re.compile(r"\bdone: " + _JOB), JOB),
-    LineFormat("ruby", re.compile(_JOB + r".*\) failed: (?:#<)?(?P<exception>\w+(?:::\w+)*)"), FAILURE),
+    LineFormat("ruby", re.compile(_JOB + r".*?\) failed: (?:#<)?(?P<exception>\w+(?:::\w+)*)"), FAILURE),
     LineFormat("resque-py", re.compile(r"\bdone: " + _PY_JOB), JOB),
     LineFormat("resque-py", re.compile(r"\bfailed: " + _PY_JOB + r": (?P<exception>[\w.]+(?:::[\w.]+)*):"), FAILURE),
 )

@@ -8,9 +8,10 @@ series about failures becomes failure events (the low tone). The voice's name is
 * Prometheus: the series' ``queue`` label, else its labels (``{instance="a:9"}``); a series is
   about failures when its query or metric name contains ``fail``
   (``rate(resque_jobs_failed_total[1m])``);
-* Graphite: the target's path without the nodes every returned series shares
-  (``stats.resque.critical.processed`` and ``stats.resque.low.processed`` -> ``critical``,
-  ``low``); a series is about failures when its path contains ``fail``. Values are taken as
+* Graphite: the nodes of the series' path that tell the job series apart
+  (``stats.resque.critical.processed``, ``stats.resque.low.processed`` and
+  ``stats.resque.low.failed`` -> ``critical``, ``low``, ``low``); a series is about failures
+  when its path contains ``fail``. Values are taken as
   per second: wrap counters in ``perSecond(...)`` or use statsd's ``stats.*`` rates.
 
 Only the standard library talks HTTP here: one GET per query (and per ``step`` when following).
@@ -108,26 +109,30 @@ def prometheus_range(url: str, queries: Sequence[str], start: float, end: float,
 
 def graphite_render(url: str, targets: Sequence[str], start: float, end: float) -> List[Series]:
     """Every series of ``targets`` between ``start`` and ``end`` (``/render?format=json``)."""
+    until = int(math.ceil(end))
     params = [("target", t) for t in targets] + [
-        ("from", str(int(start))), ("until", str(int(math.ceil(end)))), ("format", "json")]
+        ("from", str(until - int(math.ceil(end - start)))), ("until", str(until)), ("format", "json")]
     reply = _get_json(f"{url.rstrip('/')}/render?{urllib.parse.urlencode(params)}", "Graphite")
     if not isinstance(reply, list):
         raise ValueError(f"Graphite's render API should answer a JSON list of series, not {type(reply).__name__}")
     paths = [str(item.get("target", "")) for item in reply]
-    names = _distinct_nodes(paths)
+    failed = ["fail" in path.lower() for path in paths]
     out = []
-    for item, path, name in zip(reply, paths, names):
+    for item, name, fail in zip(reply, voice_names(paths, failed), failed):
         points = [(float(t), float(v)) for v, t in item.get("datapoints") or [] if v is not None]
-        out.append(Series(name, "fail" in path.lower(), points))
+        out.append(Series(name, fail, points))
     return out
 
 
-def _distinct_nodes(paths: List[str]) -> List[str]:
-    """Each path without the dot-separated nodes that all paths share at the same place."""
+def voice_names(paths: List[str], failed: List[bool]) -> List[str]:
+    """Each path reduced to the dot-separated nodes that tell the job series apart
+    (``stats.resque.critical.processed`` / ``stats.resque.low.failed`` -> ``critical`` /
+    ``low``), so a queue's failures carry its name; the whole path when nothing does."""
     split = [p.split(".") for p in paths]
-    if len(split) < 2 or len({len(s) for s in split}) != 1:
+    jobs = [s for s, fail in zip(split, failed) if not fail]
+    if len(jobs) < 2 or len({len(s) for s in split}) != 1:
         return paths
-    keep = [i for i in range(len(split[0])) if len({s[i] for s in split}) > 1]
+    keep = [i for i in range(len(split[0])) if len({s[i] for s in jobs}) > 1]
     return [".".join(s[i] for i in keep) or p for s, p in zip(split, paths)] if keep else paths
 
 
