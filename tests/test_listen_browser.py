@@ -22,7 +22,7 @@ import urllib.request
 import pytest
 
 from bench.run import free_port
-from resque_compat.listen.events import BUSY, DEPTH, JOB, Event, write_jsonl
+from resque_compat.listen.events import BUSY, DEPTH, FAILURE, JOB, Event, write_jsonl
 from tests.conftest import REDIS_URL, ROOT
 
 #: Bytes of one second of 16-bit stereo 44.1 kHz audio.
@@ -166,3 +166,94 @@ def test_a_browser_plays_the_stream_and_counts_live_events(tmp_path):
 
 def _loaded(page: DevTools) -> bool:
     return page.evaluate("document.readyState !== 'loading' && !!document.getElementById('events')")
+
+
+#: Where the spectrogram test leaves its screenshot (issue 18 item 4), for a human to look at.
+ARTIFACTS = os.path.join(ROOT, "test-artifacts")
+
+CANVAS_STATE = """JSON.stringify({
+  columns: window.listen.columns,
+  analyser: window.listen.analyser,
+  played: document.getElementById("audio").currentTime,
+  picture: document.getElementById("spectrogram").toDataURL(),
+  queues: [...document.querySelectorAll("#queues .queue")].map(row => row.textContent),
+  failures: [...document.querySelectorAll("#failures li")].map(item => item.textContent)
+})"""
+
+
+def test_the_page_draws_what_you_hear_and_stands_still_when_idle(tmp_path):
+    """Idle, then a 4 s burst on two queues with failures, then idle again: the spectrogram
+    (an AnalyserNode on the page's own audio) moves only while there is sound; the queue strip
+    and the last failures (with their class) show the burst."""
+    deadline = time.time() + 40
+    browser = start_chromium(str(tmp_path / "profile"))  # first: it takes seconds to start
+    server = None
+    try:
+        page = devtools_page(str(tmp_path / "profile"), deadline)
+        now = time.time()
+        burst = now + 8  # 8 s of silence first: the browser plays, the picture must not move
+        events = [Event(now, BUSY, n=0)]  # the replay's clock starts here; BUSY 0 is silent
+        events += [Event(burst + 0.1 * (i + 1), JOB, queue=q, n=n, span=0.1)
+                   for i in range(40) for q, n in (("critical", 30), ("mailers", 5))]
+        events += [Event(burst + 1 + i, FAILURE, queue="critical", exception="RuntimeError",
+                         job_class="Callbacks::Deliver") for i in range(3)]
+        jsonl = tmp_path / "events.jsonl"
+        with open(jsonl, "w") as fh:
+            write_jsonl(sorted(events, key=lambda e: e.t), fh)
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "resque_compat", "--redis", REDIS_URL, "listen", "--replay", str(jsonl),
+             "--serve", f"127.0.0.1:{port}", "--seconds", "40"],
+            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        assert "open http://127.0.0.1" in server.stderr.readline()
+        page.call("Emulation.setDeviceMetricsOverride", width=900, height=760, deviceScaleFactor=1, mobile=False)
+        page.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
+        _watch_spectrogram(page, burst, deadline)
+    finally:
+        os.killpg(browser.pid, signal.SIGKILL)
+        browser.wait()
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+
+
+def _watch_spectrogram(page: DevTools, burst: float, deadline: float) -> None:
+    def state():
+        return json.loads(page.evaluate(CANVAS_STATE))
+
+    def wait_for(check, what):
+        current = None
+        while time.time() < deadline:
+            current = state() if _loaded(page) and page.evaluate("!!window.listen") else None
+            if current and check(current):
+                return current
+            time.sleep(0.1)
+        shown = current and {k: v for k, v in current.items() if k != "picture"}
+        raise AssertionError(f"{what}; page: {shown}")
+
+    quiet = wait_for(lambda s: s["analyser"] == "running" and s["played"] > 0.5,
+                     "the page's Web Audio never ran while the stream played")
+    assert time.time() < burst - 0.5, "the page took too long to start playing to see the idle start"
+    assert quiet["columns"] == 0, "the spectrogram moved while nothing was heard"
+    before = wait_for(lambda s: s["columns"] > 0, "the spectrogram never moved during the burst")
+    during = wait_for(lambda s: s["columns"] > before["columns"] + 40, "the spectrogram stopped mid-burst")
+    assert during["picture"] != before["picture"]
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    shot = page.call("Page.captureScreenshot", format="png")["data"]
+    with open(os.path.join(ARTIFACTS, "listen-spectrogram.png"), "wb") as fh:
+        fh.write(base64.b64decode(shot))
+    # idle again once the burst (4 s), its release and the browser's buffer are over: the
+    # columns stop, and then a whole second passes without a change to the picture
+    last = wait_for(lambda s: time.time() > burst + 5 and len(s["failures"]) == 3, "failures not listed")
+    while True:
+        time.sleep(1.0)
+        current = state()
+        assert time.time() < deadline, "the spectrogram kept moving after the burst"
+        if current["columns"] == last["columns"]:
+            break
+        last = current
+    time.sleep(1.0)  # a second of idle: nothing may be drawn in it
+    assert state()["picture"] == current["picture"], "the spectrogram moved while idle"
+    assert any(q.startswith("critical") and "1200 jobs" in q for q in current["queues"]), current["queues"]
+    assert any(q.startswith("mailers") and "200 jobs" in q for q in current["queues"]), current["queues"]
+    assert all("Callbacks::Deliver" in f and "RuntimeError" in f for f in current["failures"]), current["failures"]

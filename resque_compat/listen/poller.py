@@ -186,15 +186,17 @@ class Poller:
     @staticmethod
     def _failure_events(now: float, span: float, delta: int, entries: Sequence[Any],
                         by_queue: Dict[str, int]) -> List[Event]:
-        """One event per (queue, exception); DirtyExit entries from pruning add no stat:failed,
-        so the count is the larger of the counter delta and the new entries."""
-        groups: Dict[Tuple[str, str], int] = {}
+        """One event per (queue, exception, job class); DirtyExit entries from pruning add no
+        stat:failed, so the count is the larger of the counter delta and the new entries."""
+        groups: Dict[Tuple[str, str, str], int] = {}
         for raw in entries:
             try:
                 entry = json.loads(raw)
-                key = (str(entry.get("queue") or ""), str(entry.get("exception") or ""))
+                payload = entry.get("payload")
+                cls = payload.get("class") if isinstance(payload, dict) else ""
+                key = (str(entry.get("queue") or ""), str(entry.get("exception") or ""), str(cls or ""))
             except (ValueError, AttributeError):
-                key = ("", "")
+                key = ("", "", "")
             groups[key] = groups.get(key, 0) + 1
         unexplained = max(0, delta) - len(entries)
         if unexplained > 0:
@@ -202,6 +204,6 @@ class Poller:
             shares[""] = shares.get("", 0) + unexplained - sum(shares.values())
             for queue, n in shares.items():
                 if n:
-                    groups[(queue, "")] = groups.get((queue, ""), 0) + n
-        return [Event(now, FAILURE, queue=q, n=n, span=span, exception=exc)
-                for (q, exc), n in sorted(groups.items())]
+                    groups[(queue, "", "")] = groups.get((queue, "", ""), 0) + n
+        return [Event(now, FAILURE, queue=q, n=n, span=span, exception=exc, job_class=cls)
+                for (q, exc, cls), n in sorted(groups.items())]

@@ -1,19 +1,21 @@
 """``--serve HOST:PORT``: the live sound over HTTP to any number of listeners (gevent pywsgi).
 
-* ``GET /`` — a tiny page: an ``<audio>`` element on the stream and a live event counter that
-  polls ``/stats`` twice a second;
+* ``GET /`` — the page of :mod:`.page`: the player, a live spectrogram of what it plays, a
+  per-queue activity strip and the last failures (``/stats`` twice a second);
 * ``GET /stream.wav`` — an endless 16-bit 44.1 kHz stereo WAV (a streaming header with unknown
   sizes, then PCM as it is rendered, HTTP/1.1 chunked). Each listener joins at the next block;
   one that cannot keep up loses its oldest blocks rather than falling behind real time;
-* ``GET /stats`` — JSON counters: events by kind, current depth and busy workers, and the
-  bytes sent to every listener (connected and past), so a test can tell the browser received
-  audio.
+* ``GET /stats`` — JSON counters: events by kind, current depth and busy workers, per queue
+  its totals, recent rate and stereo place, the last :data:`LAST_FAILURES` failures (time,
+  queue, class, exception), and the bytes sent to every listener (connected and past), so a
+  test can tell the browser received audio.
 """
 from __future__ import annotations
 
 import itertools
 import json
 import logging
+import math
 import time
 from typing import Any, Callable, Dict, Iterable, List, Tuple
 
@@ -22,40 +24,18 @@ from gevent.queue import Full, Queue
 
 from resque_compat.common.urls import parse_host_port
 from resque_compat.listen.events import BUSY, DEPTH, FAILURE, JOB, Event
+from resque_compat.listen.page import PAGE
 from resque_compat.listen.wav import streaming_header
 
 logger = logging.getLogger("resque_compat.listen")
 
 #: Blocks (0.1 s each) a slow listener may have waiting before its oldest are dropped.
 LISTENER_BACKLOG = 20
+#: Failures the page lists, newest last.
+LAST_FAILURES = 12
+#: Seconds over which a queue's rate on the page decays: a strip that follows what you hear.
+RATE_SECONDS = 2.0
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>resque-py listen</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;margin:2em;max-width:40em}
-#counts span{font-variant-numeric:tabular-nums;font-weight:bold}</style></head>
-<body><h1>Hear your queues</h1>
-<p><audio id="audio" src="/stream.wav" controls autoplay preload="auto"></audio>
-<button id="play" type="button">Play</button></p>
-<p id="counts">events <span id="events">0</span> &middot; jobs <span id="jobs">0</span>
-&middot; failures <span id="failures">0</span> &middot; waiting <span id="depth">0</span>
-&middot; busy <span id="busy">0</span> &middot; listeners <span id="listeners">0</span></p>
-<p>played <span id="played">0</span> s</p>
-<script>
-const audio = document.getElementById("audio");
-document.getElementById("play").onclick = () => audio.play();
-function show(stats) {
-  for (const name of ["events", "jobs", "failures", "depth", "busy", "listeners"]) {
-    document.getElementById(name).textContent = stats[name];
-  }
-  document.getElementById("played").textContent = audio.currentTime.toFixed(1);
-}
-async function poll() {
-  try { show(await (await fetch("/stats", {cache: "no-store"})).json()); } catch (e) {}
-  setTimeout(poll, 500);
-}
-poll();
-</script></body></html>
-"""
 
 
 class Listener:
@@ -78,13 +58,31 @@ class Broadcast:
         self.closed: List[Listener] = []
         self._ids = itertools.count(1)
         self.counts = {"events": 0, "jobs": 0, "failures": 0, "depth": 0, "busy": 0}
+        self.queues: Dict[str, Dict[str, float]] = {}
+        self.last_failures: List[Dict[str, Any]] = []
+
+    def _queue(self, name: str, now: float) -> Dict[str, float]:
+        q = self.queues.get(name)
+        if q is None:
+            q = self.queues[name] = {"jobs": 0, "failures": 0, "level": 0.0, "at": now}
+        q["level"] *= math.exp(-max(0.0, now - q["at"]) / RATE_SECONDS)
+        q["at"] = now
+        return q
 
     def count(self, event: Event) -> None:
         self.counts["events"] += 1
+        if event.kind in (JOB, FAILURE):
+            q = self._queue(event.queue, time.time())
+            q["level"] += event.n
         if event.kind == JOB:
             self.counts["jobs"] += event.n
+            q["jobs"] += event.n
         elif event.kind == FAILURE:
             self.counts["failures"] += event.n
+            q["failures"] += event.n
+            self.last_failures.append({"t": round(event.t, 3), "queue": event.queue, "class": event.job_class,
+                                       "exception": event.exception, "n": event.n})
+            del self.last_failures[:-LAST_FAILURES]
         elif event.kind == DEPTH:
             self.counts["depth"] = event.depth
         elif event.kind == BUSY:
@@ -111,9 +109,20 @@ class Broadcast:
             logger.info("listener %d left after %d bytes", listener.id, listener.bytes_sent)
 
     def stats(self) -> Dict[str, Any]:
+        from resque_compat.listen.synth import queue_voice
+
         every = [*self.closed, *self.listeners.values()]
+        now = time.time()
+        queues = {}
+        for name in list(self.queues):
+            q = self._queue(name, now)
+            queues[name] = {"jobs": int(q["jobs"]), "failures": int(q["failures"]),
+                            "rate": round(q["level"] / RATE_SECONDS, 2), "hz": queue_voice(name)[0],
+                            "pan": queue_voice(name)[1]}
         return {
             **self.counts,
+            "queues": queues,
+            "last_failures": list(self.last_failures),
             "listeners": len(self.listeners),
             "bytes_sent": sum(l.bytes_sent for l in every),
             "streams": [{"id": l.id, "bytes": l.bytes_sent, "open": l.open, "agent": l.agent,
