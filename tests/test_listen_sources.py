@@ -194,6 +194,12 @@ def test_a_real_prometheus_fed_by_a_worker_is_heard_per_queue(r, start_worker, p
     while _instant(base, 'up{job="resque"}') != {"": 1.0}:  # discovery takes up to 5 s at start
         assert time.time() < deadline, "prometheus never scraped the worker's /metrics"
         time.sleep(0.2)
+    follow_rec = tmp_path / "follow.jsonl"  # --follow: a query every --step while traffic runs
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "resque_compat", "--redis", REDIS_URL, "listen", "--from-prometheus", base,
+         "--query", "rate(resque_jobs_processed_total[2s])", "--follow", "--step", "1", "--seconds", "8",
+         "--record", str(follow_rec)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    assert "polling prometheus" in follower.stderr.readline()
     # steady traffic for ~4 s at ~20 jobs/s: 36 jobs of 50 ms on critical, 4 failing at its end,
     # then 40 on low
     push(r, "critical", [{"class": "SleepJob", "args": [0.05]}] * 36 + [{"class": "FailJob", "args": []}] * 4)
@@ -216,6 +222,11 @@ def test_a_real_prometheus_fed_by_a_worker_is_heard_per_queue(r, start_worker, p
     assert all(e.span == 1.0 for e in events)
     assert [e.t for e in events] == sorted(e.t for e in events)
     assert out.stat().st_size > 44 + 44100 * 4, "audio was rendered"
+    assert follower.wait(20) == 0, follower.stderr.read()
+    with open(follow_rec) as fh:
+        followed = list(read_jsonl(fh))
+    assert {e.queue for e in followed} == {"critical", "low"} and all(e.kind == JOB for e in followed), followed
+    assert max(e.n for e in followed) <= 30, "each poll plays one step of new points, not a backlog"
     bad = listen("--from-prometheus", base, "--query", "rate(", "--out", str(tmp_path / "x.wav"))
     assert bad.returncode == 1 and "Prometheus answered HTTP 400" in bad.stderr, bad.stderr
     empty = listen("--from-prometheus", base, "--query", "rate(no_such_metric[1m])", "--out", str(tmp_path / "y.wav"))

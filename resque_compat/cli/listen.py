@@ -63,7 +63,7 @@ without events), 2 usage error or numpy missing.
 @click.option("--follow", is_flag=True,
               help="Follow the monitoring source live (a query every --step) instead of replaying.")
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="Replay this many times faster than recorded (--replay, --from-log).")
+              help="Replay this many times faster than recorded (--replay, --from-log, monitoring replays).")
 @click.option("--out", metavar="FILE.wav", help="Write 16-bit 44.1 kHz stereo WAV here.")
 @click.option("--seconds", type=click.FloatRange(min=0, min_open=True),
               help="Length of the audio (default: live until Ctrl-C; files: to the last event + 2 s).")
