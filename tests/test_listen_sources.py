@@ -7,15 +7,18 @@ resque-py's own logs, and monitoring servers as sources.
   both Worker#report_failed_job and Job#fail), as no Ruby Resque is installed here;
 * Prometheus is Debian's ``prometheus`` (installed by .ci/services), started on a free loopback
   port with a temporary config scraping a running worker's ``/metrics``;
-* Graphite: graphite-web/carbon are not run here; a loopback server answers responses in the
-  render API's documented JSON shape (``[{"target": ..., "datapoints": [[value|null, time]]}]``),
-  and the test checks the request the listener sends.
+* Graphite: Debian's carbon-cache and graphite-web (installed by .ci/services), started on free
+  loopback ports with temporary storage, fed by a running worker's ``GRAPHITE=`` sink; and, for
+  the exact mapping, a loopback server answering the render API's documented JSON shape
+  (``[{"target": ..., "datapoints": [[value|null, time]]}]``).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +33,7 @@ from bench.run import free_port
 from resque_compat.listen.events import FAILURE, JOB, read_jsonl
 from resque_compat.listen.logs import read_log
 from resque_compat.listen.monitoring import parse_duration, voice_names
+from resque_compat.listen.session import ListenOptions
 from resque_compat.listen.synth import queue_voice
 from resque_compat.wire.keys import Keys
 from tests.conftest import REDIS_URL, ROOT
@@ -112,6 +116,29 @@ def test_a_users_pattern_names_queue_class_and_failures(tmp_path):
     own = list(read_log(str(log), r"q=(?P<queue>\w+) cls=(?P<class>\w+) status=(?:ok|(?P<failed>error))"))
     assert [(e.kind, e.queue, e.job_class, e.t) for e in own] == [
         (FAILURE, "billing", "Invoice", 1799139600.75 - 3600)]
+
+
+def test_source_options_are_checked(tmp_path):
+    out = str(tmp_path / "x.wav")
+    graphite = dict(from_graphite="http://g", target=("a",), out=out)
+    for options, message in [
+        (dict(query=("up",), out=out), "--query only applies to --from-prometheus"),
+        (dict(from_prometheus="http://p", out=out), "--from-prometheus needs --query"),
+        (dict(from_graphite="http://g", out=out), "--from-graphite needs --target"),
+        (dict(follow=True, out=out), "--follow and --step apply to"),
+        (dict(graphite, from_log=__file__), "give one source, not --from-log and --from-graphite"),
+        (dict(graphite, follow=True, speed=2.0), "--speed only applies to"),
+        (dict(graphite, since="soon"), "30s, 15m, 1h"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            ListenOptions(**options).validate()
+    assert ListenOptions(**graphite, since="2h").step_seconds() == 4.0, "2,000 points at most"
+    usage = listen("--query", "up", "--out", out)
+    assert usage.returncode == 2 and "--query only applies to --from-prometheus" in usage.stderr
+    port = free_port()  # nothing listens there
+    down = listen("--from-prometheus", f"http://127.0.0.1:{port}", "--query", "up", "--out", out)
+    assert down.returncode == 1 and "cannot reach Prometheus" in down.stderr, down.stderr
+    assert not os.path.exists(out)
 
 
 def test_input_without_events_is_refused_with_a_reason(tmp_path):
@@ -197,7 +224,7 @@ def test_a_real_prometheus_fed_by_a_worker_is_heard_per_queue(r, start_worker, p
     follow_rec = tmp_path / "follow.jsonl"  # --follow: a query every --step while traffic runs
     follower = subprocess.Popen(
         [sys.executable, "-m", "resque_compat", "--redis", REDIS_URL, "listen", "--from-prometheus", base,
-         "--query", "rate(resque_jobs_processed_total[2s])", "--follow", "--step", "1", "--seconds", "8",
+         "--query", "rate(resque_jobs_processed_total[2s])", "--follow", "--step", "1", "--seconds", "60",
          "--record", str(follow_rec)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     assert "polling prometheus" in follower.stderr.readline()
     # steady traffic for ~4 s at ~20 jobs/s: 36 jobs of 50 ms on critical, 4 failing at its end,
@@ -222,9 +249,14 @@ def test_a_real_prometheus_fed_by_a_worker_is_heard_per_queue(r, start_worker, p
     assert all(e.span == 1.0 for e in events)
     assert [e.t for e in events] == sorted(e.t for e in events)
     assert out.stat().st_size > 44 + 44100 * 4, "audio was rendered"
-    assert follower.wait(20) == 0, follower.stderr.read()
-    with open(follow_rec) as fh:
-        followed = list(read_jsonl(fh))
+    followed = []
+    while {e.queue for e in followed} != {"critical", "low"}:  # --record writes each event at once
+        assert time.time() < deadline + 20 and follower.poll() is None, followed
+        time.sleep(0.2)
+        with open(follow_rec) as fh:
+            followed = list(read_jsonl(fh))
+    follower.terminate()
+    assert follower.wait(10) == 0, follower.stderr.read()
     assert {e.queue for e in followed} == {"critical", "low"} and all(e.kind == JOB for e in followed), followed
     assert max(e.n for e in followed) <= 30, "each poll plays one step of new points, not a backlog"
     bad = listen("--from-prometheus", base, "--query", "rate(", "--out", str(tmp_path / "x.wav"))
@@ -233,7 +265,117 @@ def test_a_real_prometheus_fed_by_a_worker_is_heard_per_queue(r, start_worker, p
     assert empty.returncode == 1 and "returned no data" in empty.stderr, empty.stderr
 
 
-# -- Graphite (responses in the render API's documented JSON shape) ---------------------------------
+# -- Graphite ---------------------------------------------------------------------------------
+
+CARBON_CONF = """[cache]
+STORAGE_DIR = {tmp}/storage/
+LOCAL_DATA_DIR = {tmp}/storage/whisper/
+WHITELISTS_DIR = {tmp}/storage/lists/
+CONF_DIR = {tmp}/conf/
+LOG_DIR = {tmp}/log/
+PID_DIR = {tmp}/run/
+ENABLE_LOGROTATION = False
+USER =
+MAX_CACHE_SIZE = inf
+MAX_UPDATES_PER_SECOND = 10000
+MAX_CREATES_PER_MINUTE = inf
+LINE_RECEIVER_INTERFACE = 127.0.0.1
+LINE_RECEIVER_PORT = {line}
+ENABLE_UDP_LISTENER = False
+PICKLE_RECEIVER_INTERFACE = 127.0.0.1
+PICKLE_RECEIVER_PORT = {pickle}
+CACHE_QUERY_INTERFACE = 127.0.0.1
+CACHE_QUERY_PORT = {query}
+"""
+
+
+@pytest.fixture
+def graphite(tmp_path):
+    """Debian's carbon-cache and graphite-web (Django's server, the system python3) on free
+    loopback ports, storing 1 s points under tmp_path; yields (render URL, Carbon line port)."""
+    if not shutil.which("carbon-cache") or not os.path.isdir("/usr/lib/python3/dist-packages/graphite"):
+        pytest.fail("graphite is not installed: apt-get install -y graphite-carbon graphite-web "
+                    "python3-whisper (.ci/services does this in CI)", pytrace=False)
+    for sub in ("conf", "storage/whisper", "storage/log/webapp", "log", "run", "web"):
+        (tmp_path / sub).mkdir(parents=True)
+    line, pickle, query, web = (free_port() for _ in range(4))
+    (tmp_path / "conf" / "carbon.conf").write_text(CARBON_CONF.format(tmp=tmp_path, line=line, pickle=pickle, query=query))
+    (tmp_path / "conf" / "storage-schemas.conf").write_text("[all]\npattern = .*\nretentions = 1s:1h\n")
+    (tmp_path / "web" / "listen_graphite_settings.py").write_text(
+        f"SECRET_KEY = 'listen-test'\nSTORAGE_DIR = '{tmp_path}/storage/'\n"
+        f"CARBONLINK_HOSTS = ['127.0.0.1:{query}:a']\nALLOWED_HOSTS = ['127.0.0.1']\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "web"), "GRAPHITE_SETTINGS_MODULE": "listen_graphite_settings",
+           "DJANGO_SETTINGS_MODULE": "graphite.settings"}
+    procs = [subprocess.Popen(["carbon-cache", f"--config={tmp_path}/conf/carbon.conf", "--nodaemon",
+                               f"--pidfile={tmp_path}/run/carbon.pid", "start"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+             subprocess.Popen(["/usr/bin/python3", "-m", "django", "runserver", f"127.0.0.1:{web}", "--noreload"],
+                              env=env, cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    base = f"http://127.0.0.1:{web}"
+    try:
+        deadline = time.time() + 30
+        while not (_ok(base + "/render?target=none&format=json") and _accepts(line)):
+            assert all(p.poll() is None for p in procs), "carbon-cache or graphite-web exited"
+            assert time.time() < deadline, "carbon-cache / graphite-web did not start"
+            time.sleep(0.1)
+        yield base, line
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _accepts(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _graphite_latest(base, target):
+    """The newest value of each series of ``target``."""
+    url = f"{base}/render?{urllib.parse.urlencode({'target': target, 'from': '-60s', 'format': 'json'})}"
+    series = json.loads(urllib.request.urlopen(url, timeout=5).read())
+    return {s["target"]: [v for v, _ in s["datapoints"] if v is not None][-1:] for s in series}
+
+
+def test_a_real_graphite_fed_by_a_worker_is_heard_per_queue(r, start_worker, graphite, tmp_path):
+    base, line_port = graphite
+    worker = start_worker("QUEUE=critical,low", "FIBERS=1", f"GRAPHITE=127.0.0.1:{line_port}",
+                          "METRICS_INTERVAL=0.5")
+    worker.wait_registered(r)
+    push(r, "critical", [{"class": "SleepJob", "args": [0.05]}] * 36 + [{"class": "FailJob", "args": []}] * 4)
+    push(r, "low", [{"class": "SleepJob", "args": [0.05]}] * 40)
+    processed = "perSecond(resque.*.*.queue.*.processed)"
+    deadline = time.time() + 40
+    while list(_graphite_latest(base, "sumSeries(resque.*.*.queue.*.processed)").values()) != [[80.0]]:
+        assert time.time() < deadline, (_graphite_latest(base, "resque.*.*.queue.*.processed"),
+                                        r.get(Keys().processed), r.llen(Keys().queue("low")))
+        time.sleep(0.25)  # the worker flushes every 0.5 s: wait for the flush that sent them all
+    rec = tmp_path / "graphite.jsonl"
+    done = listen("--from-graphite", base, "--target", processed, "--target", "perSecond(resque.*.*.queue.*.failed)",
+                  "--since", "60s", "--step", "1", "--record", str(rec), "--out", str(tmp_path / "g.wav"))
+    assert done.returncode == 0, done.stderr
+    with open(rec) as fh:
+        events = list(read_jsonl(fh))
+    totals, busiest = Counter(), Counter()
+    for e in events:
+        totals[(e.kind, e.queue)] += e.n
+        busiest[(e.kind, e.queue)] = max(busiest[(e.kind, e.queue)], e.n)
+    # perSecond of Carbon's totals, one point a second, counts each job once, except those in a
+    # series' first point (a derivative has nothing before it): the failures' series starts at 0
+    assert totals[(FAILURE, "critical")] == 4 and (FAILURE, "low") not in totals, totals
+    assert 15 <= totals[(JOB, "critical")] <= 40 and 15 <= totals[(JOB, "low")] <= 40, totals
+    assert 8 <= busiest[(JOB, "critical")] <= 30 and 8 <= busiest[(JOB, "low")] <= 30, events
+
+
+# -- Graphite: the request and the exact mapping, on the documented JSON shape ----------------------
 
 def graphite_server(series, requests):
     def app(environ, start_response):
