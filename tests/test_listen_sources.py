@@ -32,7 +32,7 @@ from gevent import pywsgi
 from bench.run import free_port
 from resque_compat.listen.events import FAILURE, JOB, read_jsonl
 from resque_compat.listen.logs import read_log
-from resque_compat.listen.monitoring import parse_duration, voice_names
+from resque_compat.listen.monitoring import Series, parse_duration, series_events, voice_names
 from resque_compat.listen.session import ListenOptions
 from resque_compat.listen.synth import queue_voice
 from resque_compat.wire.keys import Keys
@@ -188,9 +188,17 @@ def prometheus(tmp_path):
             time.sleep(0.05)
         return base
 
-    yield start
+    try:
+        yield start
+    finally:
+        _stop(procs)
+
+
+def _stop(procs):
+    """Stop the servers a test started (SIGTERM, then SIGKILL after 10 s), by their handles."""
     for proc in procs:
         proc.terminate()
+    for proc in procs:
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
@@ -258,7 +266,7 @@ def test_a_real_prometheus_fed_by_a_worker_is_heard_per_queue(r, start_worker, p
     follower.terminate()
     assert follower.wait(10) == 0, follower.stderr.read()
     assert {e.queue for e in followed} == {"critical", "low"} and all(e.kind == JOB for e in followed), followed
-    assert max(e.n for e in followed) <= 30, "each poll plays one step of new points, not a backlog"
+    assert max(e.n / e.span for e in followed) <= 30, "each point is played once, over its own time"
     bad = listen("--from-prometheus", base, "--query", "rate(", "--out", str(tmp_path / "x.wav"))
     assert bad.returncode == 1 and "Prometheus answered HTTP 400" in bad.stderr, bad.stderr
     empty = listen("--from-prometheus", base, "--query", "rate(no_such_metric[1m])", "--out", str(tmp_path / "y.wav"))
@@ -320,14 +328,7 @@ def graphite(tmp_path):
             time.sleep(0.1)
         yield base, line
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _stop(procs)
 
 
 def _accepts(port):
@@ -419,6 +420,9 @@ def test_graphite_render_json_becomes_voices_rates_and_failures(tmp_path):
     finally:
         server.stop()
     assert voice_names(["a.b.processed"], [False]) == ["a.b.processed"], "one series: its path"
+    # Graphite answers at its own resolution: 10 s points are 10 s of jobs whatever --step says
+    coarse = list(series_events([Series("q", False, [(0.0, 2.0), (10.0, 2.0), (20.0, 2.0)])], step=1.0))
+    assert [(e.t, e.n, e.span) for e in coarse] == [(0.0, 20, 10.0), (10.0, 20, 10.0), (20.0, 20, 10.0)]
     assert parse_duration("15m") == 900 and parse_duration("90") == 90
     with pytest.raises(ValueError, match="30s, 15m"):
         parse_duration("soon")

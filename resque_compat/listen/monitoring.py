@@ -2,7 +2,8 @@
 API, replayed (``--since``) or followed live (``--follow``).
 
 Each series is one voice: its per-second value is a job rate, so it becomes job events whose
-density is the rate (``n`` jobs over each ``step``, fractions carried to the next point), and a
+density is the rate (``n`` jobs over the time each point stands for, fractions carried to the
+next point), and a
 series about failures becomes failure events (the low tone). The voice's name is:
 
 * Prometheus: the series' ``queue`` label, else its labels (``{instance="a:9"}``); a series is
@@ -47,6 +48,8 @@ class Series:
     name: str
     failed: bool
     points: List[Tuple[float, float]] = field(default_factory=list)
+    #: Seconds per point when the server says (Graphite, counting its empty points), else 0.
+    every: float = 0.0
 
 
 def parse_duration(text: str) -> float:
@@ -119,8 +122,9 @@ def graphite_render(url: str, targets: Sequence[str], start: float, end: float) 
     failed = ["fail" in path.lower() for path in paths]
     out = []
     for item, name, fail in zip(reply, voice_names(paths, failed), failed):
-        points = [(float(t), float(v)) for v, t in item.get("datapoints") or [] if v is not None]
-        out.append(Series(name, fail, points))
+        datapoints = item.get("datapoints") or []
+        points = [(float(t), float(v)) for v, t in datapoints if v is not None]
+        out.append(Series(name, fail, points, spacing([(float(t), 0.0) for _, t in datapoints], 0.0)))
     return out
 
 
@@ -136,16 +140,25 @@ def voice_names(paths: List[str], failed: List[bool]) -> List[str]:
     return [".".join(s[i] for i in keep) or p for s, p in zip(split, paths)] if keep else paths
 
 
+def spacing(points: Sequence[Tuple[float, float]], default: float) -> float:
+    """Seconds each point of a series stands for: the median gap between its points (Graphite
+    answers at its own retention, whatever --step says), else ``default``."""
+    gaps = sorted(b[0] - a[0] for a, b in zip(points, points[1:]) if b[0] > a[0])
+    return gaps[len(gaps) // 2] if gaps else default
+
+
 def series_events(series: Sequence[Series], step: float) -> Iterator[Event]:
     """Job / failure events of every series, merged in time order (module docstring)."""
     def one(s: Series) -> Iterator[Event]:
         carry = 0.0
-        for t, rate in sorted(s.points):
-            expected = max(0.0, rate) * step + carry
+        points = sorted(s.points)
+        every = s.every or spacing(points, step)
+        for t, rate in points:
+            expected = max(0.0, rate) * every + carry
             n = int(expected)
             carry = expected - n
             if n:
-                yield Event(t, FAILURE if s.failed else JOB, queue=s.name, n=n, span=step)
+                yield Event(t, FAILURE if s.failed else JOB, queue=s.name, n=n, span=every)
     return heapq.merge(*(one(s) for s in series), key=lambda e: e.t)
 
 
@@ -179,20 +192,25 @@ class MetricsSource:
 
     def poll(self, now: float) -> List[Event]:
         """Events for points that appeared since the previous poll, timed now (as the Redis
-        poller times what it reads), each spread over one step."""
+        poller times what it reads), spread over the steps they cover. The query is aligned
+        to whole steps so that successive polls see the same point times."""
+        end = math.floor(now / self.step) * self.step
         events = []
-        for s in self.fetch(now - 4 * self.step, now):
-            last = self._seen.get((s.name, s.failed))
-            fresh = [(t, v) for t, v in sorted(s.points) if last is None or t > last]
+        for s in self.fetch(end - 4 * self.step, end):
+            key = (s.name, s.failed)
+            last = self._seen.get(key)
+            points = sorted(s.points)
+            every = s.every or spacing(points, self.step)
+            fresh = [(t, v) for t, v in points if last is None or t > last]
             if not fresh:
                 continue
-            self._seen[(s.name, s.failed)] = fresh[-1][0]
+            self._seen[key] = fresh[-1][0]
             if last is None:
                 fresh = fresh[-1:]  # the first poll plays only the newest point, not 4 steps at once
-            key = (s.name, s.failed)
-            expected = sum(max(0.0, v) for _, v in fresh) * self.step + self._carry.get(key, 0.0)
+            expected = sum(max(0.0, v) for _, v in fresh) * every + self._carry.get(key, 0.0)
             n = int(expected)
             self._carry[key] = expected - n
             if n:
-                events.append(Event(now, FAILURE if s.failed else JOB, queue=s.name, n=n, span=self.step))
+                events.append(Event(now, FAILURE if s.failed else JOB, queue=s.name, n=n,
+                                    span=every * len(fresh)))
         return events
