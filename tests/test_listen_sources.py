@@ -307,7 +307,8 @@ def graphite(tmp_path):
     for sub in ("conf", "storage/whisper", "storage/log/webapp", "log", "run", "web"):
         (tmp_path / sub).mkdir(parents=True)
     line, pickle, query, web = (free_port() for _ in range(4))
-    (tmp_path / "conf" / "carbon.conf").write_text(CARBON_CONF.format(tmp=tmp_path, line=line, pickle=pickle, query=query))
+    carbon_conf = CARBON_CONF.format(tmp=tmp_path, line=line, pickle=pickle, query=query)
+    (tmp_path / "conf" / "carbon.conf").write_text(carbon_conf)
     (tmp_path / "conf" / "storage-schemas.conf").write_text("[all]\npattern = .*\nretentions = 1s:1h\n")
     (tmp_path / "web" / "listen_graphite_settings.py").write_text(
         f"SECRET_KEY = 'listen-test'\nSTORAGE_DIR = '{tmp_path}/storage/'\n"

@@ -7,10 +7,11 @@ One event per line in ``--record`` / ``--replay`` files, keys in this order, def
     {"t":1795780680.125,"type":"depth","queues":{"critical":12,"low":0}}
     {"t":1795780680.125,"type":"busy","n":7}
 
-``t`` is Unix seconds (to the microsecond). ``class`` is the job class when the source knows it. A ``job`` or ``failure`` event stands for ``n`` occurrences during the
-``span`` seconds before ``t`` (a poll interval, or a log timestamp's resolution); the renderer
-spreads them over that span. ``depth`` carries every queue's length, ``busy`` the number of
-workers with a job; both are sent only when they change.
+``t`` is Unix seconds (to the microsecond); ``class`` is the job class when the source knows
+it. A ``job`` or ``failure`` event stands for ``n`` occurrences during the ``span`` seconds
+before ``t`` (a poll interval, a log timestamp's resolution, a monitoring point's spacing);
+the renderer spreads them over that span. ``depth`` carries every queue's length, ``busy``
+the number of workers with a job; both are sent only when they change.
 """
 from __future__ import annotations
 

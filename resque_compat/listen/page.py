@@ -100,7 +100,8 @@ function showQueues(queues) {
     const row = document.createElement("div");
     row.className = "queue";
     const width = q.rate > 0 ? Math.min(100, 20 * Math.log10(1 + q.rate) + 2) : 0;
-    row.innerHTML = `<span></span><div class="bar" style="width:${width}%;background:hsl(${hue(q.hz)},70%,45%)"></div>` +
+    row.innerHTML = `<span></span><div class="bar" ` +
+      `style="width:${width}%;background:hsl(${hue(q.hz)},70%,45%)"></div>` +
       `<span class="nums">${q.rate.toFixed(1)}/s &middot; ${q.jobs} jobs &middot; ${q.failures} failed</span>`;
     row.firstChild.textContent = name || "(unknown queue)";
     return row;
