@@ -12,6 +12,7 @@ Sources, highest first (Ruby's names, WIRE §6.2, plus our own where Ruby has no
 """
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
@@ -36,7 +37,7 @@ def _float(name: str, minimum: float = 0.0) -> Callable[[str], float]:
     return parse
 
 
-def _int(name: str, minimum: int = 0) -> Callable[[str], int]:
+def _int(name: str, minimum: int = 0, maximum: Optional[int] = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(str(text).strip())
@@ -44,6 +45,8 @@ def _int(name: str, minimum: int = 0) -> Callable[[str], int]:
             raise ConfigurationError(f"{name} must be a whole number, e.g. {name}={max(minimum, 1)} (got {text!r})") from None
         if value < minimum:
             raise ConfigurationError(f"{name} must be at least {minimum} (got {text!r})")
+        if maximum is not None and value > maximum:
+            raise ConfigurationError(f"{name} must be at most {maximum} (got {text!r})")
         return value
     return parse
 
@@ -51,6 +54,11 @@ def _int(name: str, minimum: int = 0) -> Callable[[str], int]:
 def _flag(text: str) -> bool:
     """Ruby checks these with ``ENV['VERBOSE']`` truthiness: any non-empty value but 0/false."""
     return str(text).strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def is_flag(setting: "Setting") -> bool:
+    """An on/off setting: its command-line option takes no value (``--verbose``)."""
+    return setting.parse is _flag
 
 
 def _list(text: str) -> Tuple[str, ...]:
@@ -241,7 +249,7 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("STATSD", "statsd", _host_port("STATSD"), "Send metrics to StatsD at HOST:PORT (UDP).", "--statsd", "HOST:PORT"),
     Setting("GRAPHITE", "graphite", _host_port("GRAPHITE"), "Send metrics to Carbon (plaintext) at HOST:PORT.",
             "--graphite", "HOST:PORT"),
-    Setting("METRICS_PORT", "metrics_port", _int("METRICS_PORT"), "Serve Prometheus /metrics and "
+    Setting("METRICS_PORT", "metrics_port", _int("METRICS_PORT", 0, 65535), "Serve Prometheus /metrics and "
             "/healthz on this port (0 = off).", "--metrics-port", "PORT"),
     Setting("METRICS_PREFIX", "metrics_prefix", str, "First part of every StatsD/Graphite "
             "metric name (default resque).", "--metrics-prefix", "PREFIX"),
@@ -280,6 +288,19 @@ SETTINGS: Tuple[Setting, ...] = (
 
 _BY_ENV: Dict[str, Setting] = {s.env: s for s in SETTINGS}
 _BY_ENV["QUEUES"] = _BY_ENV["QUEUE"]  # same setting; QUEUES wins, see _pick_queue_source
+_BY_ENV["COUNT"] = _BY_ENV["PROCESSES"]  # rake resque:workers COUNT=2; PROCESSES beats it
+
+#: Ruby's environment names with no setting of their own: None = accepted, and already what we
+#: do; a text = refused with that advice (a Ruby habit should cost one line, not a search).
+RUBY_ONLY: Dict[str, Optional[str]] = {
+    # TERM/INT already give in-flight jobs RESQUE_TERM_TIMEOUT, then fail them (TERM_CHILD's meaning).
+    "TERM_CHILD": None,
+    # There is no forked child per job; atexit hooks always run when the process exits.
+    "RUN_AT_EXIT_HOOKS": None,
+    "BACKGROUND": "BACKGROUND is not supported: resque-py does not daemonize; run it under "
+                  "systemd, supervisord or a container (or `nohup resque-py work ... &`), "
+                  "with PIDFILE=path if you need the pid",
+}
 
 
 @dataclass(frozen=True)
@@ -422,6 +443,7 @@ class Settings:
                 f"REDIS_URL (--redis) must start with {', '.join(_REDIS_SCHEMES)}, e.g. "
                 f"REDIS_URL={DEFAULT_REDIS_URL} (got {self.redis_url!r})"
             )
+        _check_redis_db(str(self.redis_url))
         for setting in SETTINGS:
             value = getattr(self, setting.field)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -436,6 +458,17 @@ class Settings:
         return replace(self, **changes).validated()
 
 
+def _check_redis_db(url: str) -> None:
+    """redis-py reads ``redis://host/abc`` as DB 0 without a word; Ruby's redis gem refuses it."""
+    if not url.startswith(("redis://", "rediss://")):
+        return  # unix:// takes ?db=, redis+sentinel:// is checked by its own parser
+    path = url.split("://", 1)[1].split("?", 1)[0].split("#", 1)[0].partition("/")[2]
+    if path and not path.isdigit():
+        raise ConfigurationError(
+            f"the Redis URL's path must be a DB number, e.g. redis://127.0.0.1:6379/0 "
+            f"(got {path!r}); check --redis / REDIS_URL")
+
+
 def parse_words(words: Sequence[str]) -> Dict[str, Any]:
     """``["QUEUE=critical", "FIBERS=100"]`` -> typed field values. Unknown names are errors."""
     raw: Dict[str, str] = {}
@@ -445,16 +478,41 @@ def parse_words(words: Sequence[str]) -> Dict[str, Any]:
             raise ConfigurationError(
                 f"unexpected argument {word!r}: settings are given as KEY=VALUE, e.g. QUEUE=critical FIBERS=100"
             )
+        if name in RUBY_ONLY:
+            _ruby_only(name, value)
+            continue
         if name not in _BY_ENV and name not in ("REDIS_URL", "RESQUE_NAMESPACE"):
-            known = sorted([*_BY_ENV, "REDIS_URL", "RESQUE_NAMESPACE"])
-            raise ConfigurationError(
-                f"unknown setting {name!r}; known: {', '.join(known)} (see resque-py work --help)"
-            )
+            raise ConfigurationError(unknown_setting_message(name))
         raw[name] = value
     return _typed(raw)
 
 
+def user_setting_names() -> Tuple[str, ...]:
+    """Every name a user may set (internal ones, passed between our own processes, left out)."""
+    internal = {s.env for s in SETTINGS if s.command == "internal"}
+    return tuple(sorted({*_BY_ENV, *RUBY_ONLY, "REDIS_URL", "RESQUE_NAMESPACE"} - internal))
+
+
+def unknown_setting_message(name: str) -> str:
+    """'unknown setting' with the closest known names, or the list when nothing is close."""
+    names = user_setting_names()
+    close = difflib.get_close_matches(name.upper(), names, n=3, cutoff=0.6)
+    if close:
+        return (f"unknown setting {name!r}; did you mean {' or '.join(close)}? "
+                "(resque-py work --help lists every setting)")
+    return f"unknown setting {name!r}; known: {', '.join(names)} (see resque-py work --help)"
+
+
+def _ruby_only(name: str, value: str) -> None:
+    advice = RUBY_ONLY[name]
+    if advice is not None and _flag(value):
+        raise ConfigurationError(advice)
+
+
 def _from_environ(environ: Mapping[str, str]) -> Dict[str, Any]:
+    for name in RUBY_ONLY:
+        if environ.get(name, "") != "":
+            _ruby_only(name, environ[name])
     raw = {name: environ[name] for name in _BY_ENV if environ.get(name, "") != ""}
     return _typed(raw)
 
@@ -462,6 +520,8 @@ def _from_environ(environ: Mapping[str, str]) -> Dict[str, Any]:
 def _typed(raw: Dict[str, str]) -> Dict[str, Any]:
     if "QUEUES" in raw:  # QUEUES beats QUEUE (Ruby: ENV['QUEUES'] || ENV['QUEUE'])
         raw = {k: v for k, v in raw.items() if k != "QUEUE"}
+    if "PROCESSES" in raw:  # our name beats Ruby's COUNT within one source
+        raw = {k: v for k, v in raw.items() if k != "COUNT"}
     out: Dict[str, Any] = {}
     for name, value in raw.items():
         if name == "REDIS_URL":

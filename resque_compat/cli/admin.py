@@ -32,6 +32,12 @@ if TYPE_CHECKING:  # redis and gevent load inside the commands, so `resque-py --
 # -- workers ----------------------------------------------------------------------------------
 
 _LEADING_INT = re.compile(r"^\d+")
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str) -> List[Any]:
+    """Sort key putting slot 2 before slot 10 (and pid 999 before 1000): digit runs as numbers."""
+    return [int(part) if i % 2 else part for i, part in enumerate(_DIGITS.split(text))]
 
 
 def job_class(payload: Any) -> Optional[str]:
@@ -70,9 +76,8 @@ class WorkerRow:
 
 
 def worker_rows(store: Store) -> List[WorkerRow]:
-    """Every registered worker, in id order, from one round trip."""
-
-    ids = store.worker_ids()
+    """Every registered worker, in natural id order (slot 2 before 10), from one round trip."""
+    ids = sorted(store.worker_ids(), key=natural_key)
     jobs, started, beats, now = store.worker_details(ids)
     rows = []
     for wid, raw_job, raw_started in zip(ids, jobs, started):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Optional, Sequence
 import click
 
 from resque_compat.errors import ConfigurationError, RedisUnavailable, ResqueError
-from resque_compat.settings import SETTINGS, Settings, connection_settings
+from resque_compat.settings import SETTINGS, Settings, connection_settings, is_flag
 
 if TYPE_CHECKING:
     from resque_compat.client import Resque
@@ -58,6 +58,10 @@ def setting_options(command: str) -> Any:
             if not setting.option or setting.command != command:
                 continue
             env = _ENV_LABELS.get(setting.env, setting.env)
+            if is_flag(setting):  # --verbose alone; a value would swallow the next word
+                func = click.option(setting.option, setting.field, is_flag=True, default=None,
+                                    help=f"{setting.help} [env/word: {env}=1]")(func)
+                continue
             func = click.option(setting.option, setting.field, metavar=setting.metavar, default=None,
                                 help=f"{setting.help} [env/word: {env}]")(func)
         return func

@@ -5,7 +5,8 @@ configuration error (bad setting, no queue, job module that does not import).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import difflib
+from typing import Any, List, Optional, Sequence, Tuple
 
 import click
 
@@ -26,7 +27,23 @@ from resque_compat.settings import DEFAULT_REDIS_URL
 from resque_compat.version import RESQUE_VERSION, __version__
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """click's group plus "did you mean" for a mistyped command (``resque-py wrok``)."""
+
+    def resolve_command(self, ctx: click.Context, args: List[str]) -> Tuple[Any, Any, List[str]]:
+        name = click.utils.make_str(args[0]) if args else ""
+        if args and self.get_command(ctx, name) is None and not ctx.resilient_parsing:
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=2, cutoff=0.6)
+            if close:
+                ctx.fail(f"No such command {name!r}. Did you mean {' or '.join(close)}?")
+        return super().resolve_command(ctx, args)
+
+
+_VERSION = f"resque-py {__version__} (Resque {RESQUE_VERSION} wire format)"
+
+
+@click.group(cls=_Group, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", message=_VERSION)
 @click.option("--redis", "redis_url", metavar="URL", default=None,
               help=f"Redis to use [env: REDIS_URL; default: {DEFAULT_REDIS_URL}]. "
                    "The path is the DB number, as in Ruby. Also rediss:// (TLS, ?ssl_ca_certs=PATH), "
@@ -43,17 +60,50 @@ def main_group(ctx: click.Context, redis_url: Optional[str], namespace: Optional
 @main_group.command()
 def version() -> None:
     """Print our version and the Resque wire version we speak."""
-    click.echo(f"resque-py {__version__} (Resque {RESQUE_VERSION} wire format)")
+    click.echo(_VERSION)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
-        main_group.main(args=list(argv) if argv is not None else None, prog_name="resque-py",
-                        standalone_mode=True)
+        code = main_group.main(args=list(argv) if argv is not None else None, prog_name="resque-py",
+                               standalone_mode=False)
+    except click.UsageError as exc:
+        # One line, as our own errors are (click prints usage, a hint and the error on four).
+        path = exc.ctx.command_path if exc.ctx is not None else "resque-py"
+        click.echo(f"resque-py: {exc.format_message()} (see {path} --help)", err=True)
+        return exc.exit_code
+    except click.ClickException as exc:
+        click.echo(f"resque-py: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except click.Abort:
+        click.echo("resque-py: aborted", err=True)
+        return 1
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return 0
+    return code if isinstance(code, int) else 0
 
+def _global_option(name: str, key: str, metavar: str, env: str) -> click.Option:
+    """``--redis``/``--namespace`` on a subcommand: the same setting as before the subcommand,
+    so ``resque-py work --redis URL`` works as README's settings table says."""
+    def remember(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> None:
+        if value is not None:
+            obj = ctx.find_object(Context)
+            if obj is not None:
+                obj.options[key] = value
+
+    return click.Option([name], metavar=metavar, expose_value=False, is_eager=True, callback=remember,
+                        help=f"Same as `resque-py {name} {metavar} COMMAND` [env: {env}].")
+
+
+def _accept_global_options(command: click.Command) -> None:
+    names = {opt for p in command.params for opt in getattr(p, "opts", ())}
+    for name, key, metavar, env in (("--redis", "redis_url", "URL", "REDIS_URL"),
+                                    ("--namespace", "namespace", "NS", "RESQUE_NAMESPACE")):
+        if name not in names:
+            command.params.append(_global_option(name, key, metavar, env))
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _accept_global_options(sub)
 
 #: Every command of resque-py, one per line (each family's module defines its own).
 COMMANDS = (
@@ -76,3 +126,7 @@ COMMANDS = (
 )
 for command in COMMANDS:
     main_group.add_command(command)
+
+# After every add_command (including ones merged later): each subcommand takes the global options.
+for command in list(main_group.commands.values()):
+    _accept_global_options(command)

@@ -110,7 +110,10 @@ def _supervise(obj: Context, settings: Settings, words: Sequence[str], require: 
         work_args += ["-r", module]
     for name, value in options.items():  # raw option text: the child parses it as we did
         if value is not None and name not in _PER_CHILD:
-            work_args += [setting_for(name).option, value]
+            if value is True:  # a flag (--verbose) takes no value
+                work_args.append(setting_for(name).option)
+            else:
+                work_args += [setting_for(name).option, value]
     fibers = f"{settings.fibers_min}..{settings.fibers}" if settings.autoscale else str(settings.fibers)
     supervisor = Supervisor(WorkCommand(global_args, work_args, fibers, settings.metrics_port),
                             groups, reload=reload,
