@@ -184,6 +184,9 @@ SETTINGS: Tuple[Setting, ...] = (
             "(Resque's formatters) or json (one object per line).", "--log-format", "text|json"),
     Setting("REQUIRE", "require", _list, "Comma-separated modules or .py files that define the "
             "jobs (@job); also -r, repeatable.", "", "MODULES"),
+    Setting("ALLOW_NO_JOBS", "allow_no_jobs", _flag, "Start even when -r/REQUIRE registered no "
+            "@job (for jobs that plugins register later); without it that is an error.",
+            "--allow-no-jobs", "1"),
     Setting("RESQUE_HEARTBEAT_INTERVAL", "heartbeat_interval", _float("RESQUE_HEARTBEAT_INTERVAL", 0.1),
             "Seconds between heartbeats of every slot (default 60, Ruby's).", "--heartbeat-interval", "SECONDS"),
     Setting("RESQUE_PRUNE_INTERVAL", "prune_interval", _float("RESQUE_PRUNE_INTERVAL", 0.1),
@@ -324,6 +327,7 @@ class Settings:
     vverbose: bool = False
     log_format: str = "text"
     require: Tuple[str, ...] = ()
+    allow_no_jobs: bool = False
     heartbeat_interval: float = 60.0
     prune_interval: Optional[float] = None
     term_timeout: float = 4.0

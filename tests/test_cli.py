@@ -320,7 +320,7 @@ def test_work_with_a_bad_option_or_env_value_names_it():
 
 
 def test_work_against_unreachable_redis_exits_1_with_the_url():
-    proc = run("work", "QUEUE=x", REDIS_URL=DEAD_REDIS)
+    proc = run("work", "QUEUE=x", "-r", os.path.join(ROOT, "tests", "jobs.py"), REDIS_URL=DEAD_REDIS)
     assert proc.returncode == 1
     line = one_line_error(proc.stderr)
     assert DEAD_REDIS in line

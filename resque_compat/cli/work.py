@@ -56,6 +56,13 @@ def work(obj: Context, words: Sequence[str], require: Sequence[str], **options: 
 
     log.setup(settings.log_level, settings.log_format)
     load_job_modules(settings.require)
+    from resque_compat import registry
+
+    if not registry.registered() and not settings.allow_no_jobs:
+        # Otherwise every job would become a JobNotRegistered failure (issue 15).
+        fail("no job is registered: pass the module or .py file with your @job functions, e.g. "
+             "resque-py work QUEUE=... -r myapp.jobs (or REQUIRE=myapp.jobs); "
+             "ALLOW_NO_JOBS=1 (--allow-no-jobs) starts anyway, for jobs registered by plugins")
     from resque_compat.runtime.runner import Runner
 
     check_redis(settings)

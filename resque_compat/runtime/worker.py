@@ -13,7 +13,7 @@ import gevent
 
 from resque_compat import hooks, loner, registry
 from resque_compat.errors import DontPerform, JobTimeout, PayloadError, TermException
-from resque_compat.log import VERBOSE
+from resque_compat.log import VERBOSE, job_context
 from resque_compat.runtime.fetcher import Fetcher
 from resque_compat.wire import codec, records
 from resque_compat.wire.records import Job
@@ -70,7 +70,8 @@ class Worker:
         suppressed = False
         log.log(VERBOSE, "got: %s", job, extra={"worker": self.id, "queue": job.queue})
         try:
-            self.perform(job)
+            with job_context(self.id, job.queue, job.class_name):  # the job's own log lines name it
+                self.perform(job)
         except DontPerform:
             log.log(VERBOSE, "skipped: %s (a before_perform hook raised DontPerform)", job)
         except Exception as exc:  # unknown class, bad payload, job error, TERM after the grace
