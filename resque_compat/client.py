@@ -52,6 +52,12 @@ class Resque:
                 f"cannot reach Redis at {redact(self.url) if self.url else self.redis}: {exc}; "
                 "check --redis / REDIS_URL"
             ) from None
+        except redis.RedisError as exc:  # DB index out of range, bad password, not a Redis port
+            raise RedisUnavailable(
+                f"Redis at {redact(self.url) if self.url else self.redis} refused us: "
+                f"{' '.join(str(exc).split())[:200]}; check --redis / REDIS_URL (the DB number, "
+                "the user and password, and that the port is a Redis server's)"
+            ) from None
 
     # -- enqueue / dequeue ---------------------------------------------------------------------
     def enqueue(self, job: JobRef, *args: Any) -> Optional[bool]:

@@ -84,6 +84,13 @@ def job(name: str, queue: Optional[str] = None, *, timeout: Optional[float] = No
         spec = JobSpec(name=name, queue=queue, target=target, perform=perform, origin=_origin(target),
                        timeout=timeout, options=dict(options))
         existing = _registry.get(name) or _registry.get(_other_spelling(name))
+        if existing is not None and existing.target is not target and existing.origin == spec.origin:
+            module = getattr(target, "__module__", "?")
+            raise RegistryError(
+                f"job {name!r} at {spec.origin} was loaded twice, as modules "
+                f"{getattr(existing.target, '__module__', '?')!r} and {module!r}: the same file was "
+                "imported under two names (e.g. -r app/jobs.py and -r app.jobs); load it one way"
+            )
         if existing is not None and existing.target is not target:
             raise RegistryError(
                 f"job {name!r} is registered twice: at {existing.origin} and at {spec.origin}; "

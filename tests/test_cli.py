@@ -41,10 +41,10 @@ def invoke(*args, **env):
     return runner.invoke(main_group, list(args), env=full, prog_name="resque-py")
 
 
-def run(*args, module=False, **env):
+def run(*args, module=False, cwd=ROOT, **env):
     """Run the CLI as a real process (the installed script, or ``python -m resque_compat``)."""
     cmd = [sys.executable, "-m", "resque_compat"] if module else [RESQUE_PY]
-    return subprocess.run(cmd + list(args), env=clean_env(**env), cwd=ROOT, capture_output=True,
+    return subprocess.run(cmd + list(args), env=clean_env(**env), cwd=cwd, capture_output=True,
                           text=True, timeout=30)
 
 

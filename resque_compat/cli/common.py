@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import sys
+import traceback
 from typing import TYPE_CHECKING, Any, NoReturn, Optional, Sequence
 
 import click
@@ -70,6 +71,41 @@ def setting_options(command: str) -> Any:
 
 
 
+def _importable_name(path: str) -> Optional[str]:
+    """The dotted name under which ``path`` imports from sys.path (``app/jobs.py`` ->
+    ``app.jobs``), so ``-r app/jobs.py`` and ``-r app.jobs`` load one module, not two."""
+    for entry in sys.path:
+        root = os.path.abspath(entry or os.getcwd())
+        if not path.startswith(root + os.sep):
+            continue
+        parts = os.path.splitext(os.path.relpath(path, root))[0].split(os.sep)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if not parts or not all(p.isidentifier() for p in parts):
+            continue
+        name = ".".join(parts)
+        try:
+            spec = importlib.util.find_spec(name)
+        except Exception:  # a parent package that does not import: load the file by path
+            return None
+        if spec is not None and spec.origin and os.path.abspath(spec.origin) == path:
+            return name
+    return None
+
+
+def _where(exc: BaseException) -> str:
+    """`` at FILE:LINE`` of the line that raised while importing a job module."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" at {_short(exc.filename)}:{exc.lineno}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")]
+    return f" at {_short(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
+
+
+def _short(path: str) -> str:
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
 def load_job_modules(names: Sequence[str]) -> None:
     """Import each ``-r``/REQUIRE entry: a dotted module or a path to a .py file."""
     if os.getcwd() not in sys.path:
@@ -80,7 +116,14 @@ def load_job_modules(names: Sequence[str]) -> None:
                 path = os.path.abspath(name)
                 if not os.path.exists(path):
                     fail(f"cannot load jobs from {name}: no such file")
+                dotted = _importable_name(path)
+                if dotted is not None:
+                    importlib.import_module(dotted)
+                    continue
                 mod_name = "resque_jobs_" + os.path.splitext(os.path.basename(path))[0]
+                loaded = sys.modules.get(mod_name)
+                if loaded is not None and getattr(loaded, "__file__", None) == path:
+                    continue  # the same file given twice
                 spec = importlib.util.spec_from_file_location(mod_name, path)
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[mod_name] = module
@@ -92,7 +135,7 @@ def load_job_modules(names: Sequence[str]) -> None:
         except ResqueError as exc:
             fail(f"cannot load jobs from {name}: {exc}")
         except Exception as exc:
-            fail(f"cannot load jobs from {name}: {type(exc).__name__}: {exc} "
+            fail(f"cannot load jobs from {name}: {type(exc).__name__}: {exc}{_where(exc)} "
                  "(check -r/REQUIRE and that the module imports on its own)")
 
 
@@ -106,6 +149,19 @@ def resque_for(settings: Settings) -> "Resque":
         return Resque.from_url(settings.redis_url, settings.namespace)
     except ValueError as exc:  # redis-py's URL parser: bad scheme, port or DB number
         fail(f"cannot use Redis URL {settings.redis_url!r}: {exc}; check --redis / REDIS_URL")
+
+
+def check_pidfile(path: Optional[str]) -> None:
+    """PIDFILE's directory must exist and be writable: fail now in one line, not at start-up."""
+    if not path:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        fail(f"PIDFILE {path!r} is a directory; give a file path, e.g. PIDFILE=/run/resque/worker.pid")
+    if not os.path.isdir(folder):
+        fail(f"PIDFILE {path!r}: directory {folder} does not exist; create it or choose another path")
+    if not os.access(folder, os.W_OK):
+        fail(f"PIDFILE {path!r}: directory {folder} is not writable by this user; choose another path")
 
 
 def check_redis(settings: Settings) -> None:

@@ -38,6 +38,24 @@ without events), 2 usage error or numpy missing.
 """
 
 
+def _check_usage(pattern: Optional[str], out: Optional[str]) -> None:
+    """Usage errors found before any work, each one line with exit code 2 (issue 15)."""
+    import os
+    import re
+
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            fail(f"--pattern {pattern!r} is not a valid regular expression: {exc}")
+    if out:
+        folder = os.path.dirname(os.path.abspath(out))
+        if not os.path.isdir(folder):
+            fail(f"--out {out!r}: directory {folder} does not exist; create it or choose another path")
+        if not os.access(folder, os.W_OK):
+            fail(f"--out {out!r}: directory {folder} is not writable; choose another path")
+
+
 @click.command(epilog=LISTEN_EPILOG)
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=100), default=10.0,
               show_default=True, help="Polls of Redis per second (one pipelined read each).")
@@ -80,6 +98,7 @@ def listen(obj: Context, **values: Any) -> None:
         options = ListenOptions(**values).validate()
     except ValueError as exc:
         fail(str(exc))
+    _check_usage(values.get("pattern"), values.get("out"))
     if options.renders:
         try:
             import numpy  # noqa: F401
@@ -96,7 +115,9 @@ def listen(obj: Context, **values: Any) -> None:
             return Poller(resque.redis, resque.keys)
     from resque_compat import log
 
-    log.setup("quiet")
+    import sys
+
+    log.setup("quiet", stream=sys.stderr)  # status lines for the person listening, not a job log
     try:
         code: Optional[int] = run(options, connect)
     except (OSError, ValueError) as exc:

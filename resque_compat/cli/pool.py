@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import click
 
-from resque_compat.cli.common import Context, fail, setting_options
+from resque_compat.cli.common import Context, check_redis, fail, setting_options
 from resque_compat.errors import ConfigurationError
 from resque_compat.settings import SETTINGS, Settings, setting_for
 
@@ -100,6 +100,7 @@ def _supervise(obj: Context, settings: Settings, words: Sequence[str], require: 
     from resque_compat import log
     from resque_compat.pool.supervisor import Supervisor, WorkCommand
 
+    check_redis(settings)  # before any child: N children failing in a loop say less than one line
     log.setup(settings.log_level, settings.log_format)
     global_args: List[str] = []
     for flag, value in (("--redis", obj.options.get("redis_url")), ("--namespace", obj.options.get("namespace"))):

@@ -9,6 +9,7 @@ import click
 from resque_compat.cli.common import (
     EPILOG,
     Context,
+    check_pidfile,
     check_redis,
     fail,
     load_job_modules,
@@ -48,6 +49,7 @@ def work(obj: Context, words: Sequence[str], require: Sequence[str], **options: 
                                      "(or QUEUE=critical as a word, or --queue critical)")
     except ConfigurationError as exc:
         fail(str(exc))
+    check_pidfile(settings.pidfile)
     if settings.processes > 1:  # a supervisor execs PROCESSES of us with PROCESSES=1 (issue 7)
         from resque_compat.cli.pool import run_work_pool
 
