@@ -59,7 +59,7 @@ class HTTPError(ResqueError):
 
     def __init__(self, response: "Response") -> None:
         self.response = response
-        self.status = response.status
+        self.status = self.status_code = response.status
         self.url = response.url
         status = response.status
         if 300 <= status < 400:
@@ -69,7 +69,11 @@ class HTTPError(ResqueError):
             hint = "the server rejected the request; check the URL, payload and credentials"
         else:
             hint = "the server failed; the job can be retried once it recovers"
-        snippet = response.data[:200].decode("utf-8", "replace").strip()
+        # One line of at most 200 characters: a 404 page's HTML must not fill the log and the
+        # failure entry (response.text has all of it).
+        snippet = " ".join(response.data[:400].decode("utf-8", "replace").split())
+        if len(snippet) > 200 or len(response.data) > 400:
+            snippet = snippet[:199] + "…"
         super().__init__(
             f"{response.method} {redact(response.url)} answered HTTP {status} {response.reason}"
             + (f": {snippet}" if snippet else "") + f" ({hint})"
@@ -101,7 +105,14 @@ class HTTPConnectionError(ResqueError, ConnectionError):
 
 
 class Response:
-    """A finished response, body fully read (the connection is already back in the pool)."""
+    """A finished response, body fully read (the connection is already back in the pool).
+
+    Shaped like ``requests.Response``: ``status_code``, ``ok``, ``content``, ``text``,
+    ``json()``, ``headers`` (case-insensitive), ``url``, ``reason`` and ``raise_for_status()``.
+    One difference: redirects are not followed, so a 3xx is not ``ok`` and raise_for_status()
+    raises for it, naming the Location (with requests you would have the final page).
+    ``status`` and ``data`` are urllib3's names for ``status_code`` and ``content``.
+    """
 
     __slots__ = ("status", "reason", "headers", "data", "url", "method")
 
@@ -113,6 +124,16 @@ class Response:
         self.data = data
         self.url = url
         self.method = method
+
+    @property
+    def status_code(self) -> int:
+        """The HTTP status, as requests names it."""
+        return self.status
+
+    @property
+    def content(self) -> bytes:
+        """The body as bytes, as requests names it."""
+        return self.data
 
     @property
     def ok(self) -> bool:
