@@ -124,10 +124,9 @@ def setup(level: str = "quiet", fmt: str = "text", stream: Optional[TextIO] = No
     handler.setFormatter(JsonFormatter() if fmt == "json" else RubyFormatter(level == "vverbose"))
     handler.addFilter(_JobFilter())
     root = logging.getLogger()
-    theirs = [h for h in root.handlers if not isinstance(h, _Handler)]
-    if not theirs:  # logging already configured by the user (e.g. in sitecustomize) stays theirs
-        root.handlers[:] = [handler]
-        root.setLevel(_ROOT_LEVELS[level])
+    # Only our previous handler is replaced: others (pytest's capture, a user's) stay.
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _Handler)] + [handler]
+    root.setLevel(_ROOT_LEVELS[level])
     logger.handlers[:] = []
     logger.setLevel(_LEVELS[level])
     logger.propagate = True

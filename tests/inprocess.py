@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import logging
 import os
 import socket
 import sys
@@ -50,6 +51,8 @@ def run_worker(redis_url: str, words: Sequence[str], env: Optional[Dict[str, str
     _drop_control_clients()
     logger, buffer = log.logger, io.StringIO()
     saved = logger.handlers[:], logger.level, logger.propagate
+    root = logging.getLogger()
+    saved_root = root.handlers[:], root.level
     title = getproctitle()
     log.setup(settings.log_level, settings.log_format, stream=buffer)
     # A greenlet that dies prints its traceback through the hub, to stderr in a subprocess:
@@ -65,6 +68,7 @@ def run_worker(redis_url: str, words: Sequence[str], env: Optional[Dict[str, str
         logger.handlers[:] = saved[0]
         logger.setLevel(saved[1])
         logger.propagate = saved[2]
+        root.handlers[:], root.level = saved_root[0], saved_root[1]
         setproctitle(title)
         if saved_stream is None:
             del hub.exception_stream  # back to the class default, sys.stderr
