@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test faults demo bench soak services clean
+.PHONY: venv test lint faults demo bench soak services clean
 
 venv: $(STAMP)
 
@@ -17,8 +17,13 @@ $(STAMP): setup.cfg setup.py
 services:
 	bash .ci/services
 
-test: venv services
+test: venv services lint
 	$(PY) tests/pytest_gevent.py -q -p no:cacheprovider tests
+
+# ruff (ruff.toml) and mypy (setup.cfg [mypy]): part of make test and so of CI.
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 # The fault suite at full size (10,000-job streams, 20 kills, a 30 s outage); make test runs
 # a short version. -s shows each scenario's figures as it ends.

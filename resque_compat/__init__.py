@@ -5,9 +5,15 @@ Importing the package loads nothing heavy (no redis, ssl, requests or pymysql), 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resque_compat.version import __version__
+
+if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ below imports on first use
+    from resque_compat.client import Resque
+    from resque_compat.errors import DontPerform, ResqueError
+    from resque_compat.registry import job
+    from resque_compat.settings import Settings
 
 _LAZY = {
     "Resque": ("resque_compat.client", "Resque"),
@@ -17,7 +23,8 @@ _LAZY = {
     "ResqueError": ("resque_compat.errors", "ResqueError"),
 }
 
-__all__ = ["__version__", *_LAZY]
+# A literal list, so type checkers (and --no-implicit-reexport) see these names as exported.
+__all__ = ["__version__", "Resque", "job", "Settings", "DontPerform", "ResqueError"]
 
 
 def __getattr__(name: str) -> Any:

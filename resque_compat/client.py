@@ -79,7 +79,7 @@ class Resque:
         The bytes are exactly Ruby's, so Ruby's ``Resque.dequeue(Klass, *args)`` removes it.
         """
         class_name = self._class_name(job)
-        if queue is None or queue is False:  # Ruby: a nil or false queue
+        if queue is None or queue is False:  # type: ignore[comparison-overlap]  # Ruby: nil/false
             raise NoQueueError(
                 f"Jobs must be placed onto a queue. No queue could be inferred for class {class_name}"
             )

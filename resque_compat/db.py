@@ -322,7 +322,8 @@ def configure(url: Optional[str], size: int = DEFAULT_SIZE, timeout: float = DEF
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ConfigurationError(f"DB_POOL must be a whole number of at least 1, e.g. DB_POOL=20 (got {size!r})")
     if not timeout > 0:
-        raise ConfigurationError(f"DB_POOL_TIMEOUT must be more than 0 seconds, e.g. DB_POOL_TIMEOUT=10 (got {timeout!r})")
+        raise ConfigurationError(
+            f"DB_POOL_TIMEOUT must be more than 0 seconds, e.g. DB_POOL_TIMEOUT=10 (got {timeout!r})")
     params = parse_url(url) if url is not None else {}
     close()
     _config = _Config(url=url, size=size, timeout=float(timeout), params=params)

@@ -114,7 +114,8 @@ def _decode_entry(raw: Any) -> Optional[dict]:
 def _job_of(data: dict) -> Tuple[str, str, list]:
     """``Job.create(item['queue'], item['payload']['class'], *item['payload']['args'])``'s
     validation: (queue, class, args), or Ruby's NoQueueError / NoClassError."""
-    payload = data.get("payload") if isinstance(data.get("payload"), dict) else {}
+    raw_payload = data.get("payload")
+    payload = raw_payload if isinstance(raw_payload, dict) else {}
     class_name = payload.get("class")
     queue = data.get("queue")
     if queue is None or queue is False:

@@ -83,7 +83,7 @@ class HTTPError(ResqueError):
 class HTTPTimeout(ResqueError, TimeoutError):
     """No connection or no response within the time limit."""
 
-    def __init__(self, method: str, url: str, phase: str, limit: Optional[float]) -> None:
+    def __init__(self, method: str, url: str, phase: str, limit: Any) -> None:
         self.url = url
         self.phase = phase
         self.limit = limit
@@ -197,7 +197,7 @@ class _Client:
             self._adapter.close_pools()
 
 
-def _ca_kwargs() -> Dict[str, str]:
+def _ca_kwargs() -> Dict[str, Any]:
     # requests verifies against certifi's bundle; do the same so a URL that works with
     # requests works here, whatever the container's system store holds.
     try:
@@ -258,10 +258,12 @@ def configure(pool_size: int, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     recently used is closed. Without a call, the defaults are pool_size 10, 5 s and 30 s.
     """
     if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-        raise ConfigurationError(f"HTTP pool size must be a whole number of at least 1, e.g. FIBERS=10 (got {pool_size!r})")
+        raise ConfigurationError(
+            f"HTTP pool size must be a whole number of at least 1, e.g. FIBERS=10 (got {pool_size!r})")
     for name, value in (("connect", connect_timeout), ("read", read_timeout)):
         if not value > 0:
-            raise ConfigurationError(f"HTTP_TIMEOUT {name} seconds must be more than 0, e.g. HTTP_TIMEOUT=5,30 (got {value!r})")
+            raise ConfigurationError(
+                f"HTTP_TIMEOUT {name} seconds must be more than 0, e.g. HTTP_TIMEOUT=5,30 (got {value!r})")
     global _settings
     close()
     _settings = (pool_size, float(connect_timeout), float(read_timeout), int(hosts))
@@ -339,7 +341,7 @@ def request(method: str, url: str, *, body: Union[bytes, str, None] = None, json
         raise HTTPConnectionError(method, url, exc) from exc
     finally:
         stats.released()
-    return Response(raw.status, raw.reason, raw.headers, raw.data, url, method)
+    return Response(raw.status, raw.reason or "", raw.headers, raw.data, url, method)
 
 
 def get(url: str, **kwargs: Any) -> Response:

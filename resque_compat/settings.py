@@ -42,7 +42,8 @@ def _int(name: str, minimum: int = 0, maximum: Optional[int] = None) -> Callable
         try:
             value = int(str(text).strip())
         except ValueError:
-            raise ConfigurationError(f"{name} must be a whole number, e.g. {name}={max(minimum, 1)} (got {text!r})") from None
+            raise ConfigurationError(
+                f"{name} must be a whole number, e.g. {name}={max(minimum, 1)} (got {text!r})") from None
         if value < minimum:
             raise ConfigurationError(f"{name} must be at least {minimum} (got {text!r})")
         if maximum is not None and value > maximum:
@@ -249,7 +250,8 @@ SETTINGS: Tuple[Setting, ...] = (
             command="internal"),
     Setting("HOSTNAME", "hostname", str, "Host name in worker ids (default: the real one). For "
             "containers whose host name changes; Ruby prunes by it, see README.", "--hostname", "NAME"),
-    Setting("STATSD", "statsd", _host_port("STATSD"), "Send metrics to StatsD at HOST:PORT (UDP).", "--statsd", "HOST:PORT"),
+    Setting("STATSD", "statsd", _host_port("STATSD"), "Send metrics to StatsD at HOST:PORT (UDP).",
+            "--statsd", "HOST:PORT"),
     Setting("GRAPHITE", "graphite", _host_port("GRAPHITE"), "Send metrics to Carbon (plaintext) at HOST:PORT.",
             "--graphite", "HOST:PORT"),
     Setting("METRICS_PORT", "metrics_port", _int("METRICS_PORT", 0, 65535), "Serve Prometheus /metrics and "

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from resque_compat.cli.main import main_group
-from resque_compat.wire.codec import parse_heartbeat
 from resque_compat.wire import codec
+from resque_compat.wire.codec import parse_heartbeat
 from tests.keyspace import dump, load_fixture, load_keys, normalize
 from tests.test_cli import CLI_ENV, run
 from tests.test_worker import _title, wait_for

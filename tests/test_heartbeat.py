@@ -14,8 +14,8 @@ from gevent import monkey
 
 from resque_compat.runtime.heartbeat import HeartbeatThread, beat, store_factory
 from resque_compat.runtime.pruning import prune_dead_workers
-from resque_compat.wire.codec import parse_heartbeat
 from resque_compat.store.store import Store, connect
+from resque_compat.wire.codec import parse_heartbeat
 from resque_compat.wire.keys import Keys
 from resque_compat.wire.queues import QueueList
 from tests.conftest import REDIS_URL

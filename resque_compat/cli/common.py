@@ -125,6 +125,8 @@ def load_job_modules(names: Sequence[str]) -> None:
                 if loaded is not None and getattr(loaded, "__file__", None) == path:
                     continue  # the same file given twice
                 spec = importlib.util.spec_from_file_location(mod_name, path)
+                if spec is None or spec.loader is None:
+                    fail(f"cannot load jobs from {name}: not a Python source file")
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[mod_name] = module
                 spec.loader.exec_module(module)

@@ -113,9 +113,9 @@ def listen(obj: Context, **values: Any) -> None:
             from resque_compat.listen.poller import Poller
 
             return Poller(resque.redis, resque.keys)
-    from resque_compat import log
-
     import sys
+
+    from resque_compat import log
 
     log.setup("quiet", stream=sys.stderr)  # status lines for the person listening, not a job log
     try:

@@ -61,10 +61,12 @@ class StatsdSink:
         if not lines:
             return
         try:
-            if self._target is None:  # resolve once (cooperatively); retried after a failure
-                self._target = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)[0][4][:2]
+            target = self._target
+            if target is None:  # resolve once (cooperatively); retried after a failure
+                address = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)[0][4]
+                target = self._target = (str(address[0]), int(address[1]))
             for datagram in packets(lines):
-                self.sock.sendto(datagram, self._target)
+                self.sock.sendto(datagram, target)
             self._warned = False
         except OSError as exc:
             self._target = None
@@ -94,9 +96,12 @@ class CarbonSink:
             return
         if self.sock is None and not self._connect():
             return
+        sock = self.sock
+        if sock is None:  # _connect() failed without saying so
+            return
         data = "".join(line + "\n" for line in self.buffer).encode("utf-8")
         try:
-            self.sock.sendall(data)
+            sock.sendall(data)
         except OSError as exc:
             log.warning("lost the Graphite connection to %s:%s (%s); %d line(s) kept for the "
                         "next flush", self.host, self.port, exc, len(self.buffer))

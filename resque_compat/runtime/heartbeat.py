@@ -7,7 +7,7 @@ interval is unregistered by any Ruby worker that starts, job and all.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import gevent
 import redis
@@ -45,7 +45,7 @@ class HeartbeatThread:
         self._beat_lock = _real_lock()
         self._stopping = False
         self._pool: Optional[ThreadPool] = None
-        self._result = None
+        self._result: Any = None  # the AsyncResult of the running thread
 
     def start(self) -> None:
         self._pool = ThreadPool(1)

@@ -68,7 +68,7 @@ class Delayed:
         class_name = self.resque._class_name(job)
         if not class_name:
             raise NoClassError("Jobs must be given a class.")
-        if queue is None or queue is False:
+        if queue is None or queue is False:  # type: ignore[comparison-overlap]  # Ruby's nil/false
             raise NoQueueError(f"Jobs must be placed onto a queue. No queue could be inferred for class {class_name}")
         timestamp = timestamp_of(when)
         if timestamp < int(self.clock()):

@@ -23,7 +23,7 @@ from typing import Any, Optional, Union
 
 from resque_compat.errors import EncodeError
 
-_escape_string = json.encoder.encode_basestring  # type: ignore[attr-defined]  # C, ensure_ascii=False
+_escape_string = json.encoder.encode_basestring  # C, ensure_ascii=False
 
 
 def ruby_float(value: float) -> str:
