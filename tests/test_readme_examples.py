@@ -58,8 +58,11 @@ def readme_blocks() -> List[Block]:
         j = i + 1
         while j < len(lines) and not lines[j].strip():
             j += 1
+        # The block is as deep as its first line; it ends where the text comes back out
+        # (a block inside a bullet ends at the bullet's own indentation).
+        indent = len(lines[j]) - len(lines[j].lstrip()) if j < len(lines) else 1
         body = []
-        while j < len(lines) and (lines[j].startswith(" ") or not lines[j].strip()):
+        while j < len(lines) and (len(lines[j]) - len(lines[j].lstrip()) >= indent or not lines[j].strip()):
             body.append(lines[j])
             j += 1
         language = line.split("::", 1)[1].strip() if directive else ""
@@ -81,8 +84,10 @@ def kind(block: Block) -> str:
         return "conftest"
     if block.language == "python" or re.match(r"(from |import |@job\(|resque\.|activejob\.)", first):
         return "python"
-    if first.startswith(("resque-py ", "QUEUES=")):
+    if re.match(r"([A-Z_]+=\S*\s+)*resque-py ", first):
         return "commands"
+    if first.startswith("$ resque-py "):
+        return "console"  # a command and what it prints
     if first.startswith("make "):
         return "make"
     if first.startswith("[Unit]"):
@@ -145,8 +150,11 @@ def test_testing_your_jobs_example_passes_under_pytest(r, tmp_path):
 
 # -- commands ---------------------------------------------------------------------------------
 
-PLACEHOLDERS = {"N": "0", "Q": "critical", "ID": "host:1:critical:0", "NAME": "critical"}
-#: Commands that only read or enqueue: run for real against the test DB.
+#: Synopsis words and what stands in for them (None: dropped; FILTERS are optional options).
+PLACEHOLDERS = {"N": "0", "Q": "critical", "ID": "host:1:critical:0", "NAME": "critical", "REF": "0",
+                "FILTERS": None, "filters": None}
+#: Commands that only read or enqueue: run for real against the test DB (not --watch, which
+#: runs until interrupted).
 RUN = {"info", "queues", "workers", "enqueue", "version"}
 
 
@@ -156,10 +164,15 @@ def command_lines(text: str) -> List[List[str]]:
     found = []
     for line in text.replace("\\\n", " ").split("\n"):
         line = re.sub(r"\[([^\]]*)\]", lambda m: m.group(1).split("|")[0], line)
-        words = shlex.split(line, comments=True)
+        words = shlex.split(line.removeprefix("$ ") if line.startswith("$ resque-py") else line, comments=True)
+        while words and re.match(r"[A-Z_]+=", words[0]):  # RAILS_ENV=production resque-py ...
+            words = words[1:]
         if not words or not words[0].endswith("resque-py"):
             continue
-        words = [PLACEHOLDERS.get(w, w) for w in words[1:]]
+        # a|b and --a/--b: the first alternative; FILTERS: any of the filter options
+        words = [w.split("|")[0] if re.fullmatch(r"[\w-]+(\|[\w-]+)+", w) else
+                 w.split("/")[0] if re.fullmatch(r"--[\w-]+(/--[\w-]+)+", w) else w for w in words[1:]]
+        words = [PLACEHOLDERS.get(w, w) for w in words if PLACEHOLDERS.get(w, w) is not None]
         if "/" in words:  # pause-all / resume-all
             at = words.index("/")
             found += [words[:at], words[at + 1:]]
@@ -171,7 +184,7 @@ def command_lines(text: str) -> List[List[str]]:
 def all_commands() -> List[List[str]]:
     commands = []
     for block in BLOCKS:
-        if kind(block) in ("commands", "pool-config"):
+        if kind(block) in ("commands", "pool-config", "console"):
             commands += command_lines(block.text)
         if kind(block) == "systemd":
             unit = configparser.ConfigParser(strict=False, interpolation=None)
@@ -193,7 +206,7 @@ def test_command_example_parses_and_read_only_ones_run(r, monkeypatch, capsys, a
     # subcommand fails, but nothing runs.
     assert main([*argv, "--help"]) == 0, capsys.readouterr().err
     capsys.readouterr()
-    if argv[0] in RUN:
+    if argv[0] in RUN and "--watch" not in argv:
         assert main([*argv, "--redis", REDIS_URL]) == 0, capsys.readouterr().err
 
 
