@@ -48,7 +48,8 @@ def fill(r: redis.Redis, keys: Keys, count: int) -> None:
     start = time.time() - count
     for low in range(0, count, CHUNK):
         r.rpush(keys.failed, *[records.failure_entry(
-            failed_at=codec.failed_at(start + n), payload_json=codec.encode({"class": f"C{n % 10}", "args": [n, "x" * 40]}),
+            failed_at=codec.failed_at(start + n),
+            payload_json=codec.encode({"class": f"C{n % 10}", "args": [n, "x" * 40]}),
             exception=EXCEPTIONS[n % 3], error=f"failure number {n}: connection reset by peer",
             backtrace=[f"app/jobs/c{n % 10}.rb:{n % 50}:in `perform'"] * 3, worker=f"vm:{1000 + n % 7}:q{n % 4}",
             queue=f"q{n % 4}") for n in range(low, min(count, low + CHUNK))])

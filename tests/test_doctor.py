@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from resque_compat.store.survey import Survey
 from resque_compat.doctor.checks import MAX_PER_CHECK, Doctor
+from resque_compat.store.survey import Survey
 from resque_compat.wire import codec, health
 from resque_compat.wire.codec import parse_heartbeat
 from resque_compat.wire.keys import Keys

@@ -6,7 +6,7 @@ import json
 import time
 
 from resque_compat import activejob
-from resque_compat.metrics.latency import EXACT, ESTIMATE, OldestJobAge
+from resque_compat.metrics.latency import ESTIMATE, EXACT, OldestJobAge
 from resque_compat.wire import codec
 from tests.test_admin_cli import admin
 

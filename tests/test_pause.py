@@ -5,7 +5,6 @@ real ``resque-py work`` process, and a MONITOR of the test DB to see what each p
 """
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess

@@ -109,7 +109,8 @@ def test_dequeue_finds_an_item_a_ruby_app_with_oj_wrote_only_with_ruby_json_oj(r
 
 
 def test_resque_py_enqueue_writes_oj_bytes_with_ruby_json_oj(r):
-    from tests.conftest import REDIS_URL, ROOT as root
+    from tests.conftest import REDIS_URL
+    from tests.conftest import ROOT as root
 
     env = {**os.environ, "RUBY_JSON": "oj"}
     out = subprocess.run([sys.executable, "-m", "resque_compat", "--redis", REDIS_URL, "enqueue", "exports",

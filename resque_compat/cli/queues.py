@@ -74,9 +74,9 @@ def queues(obj: Context, as_json: bool, watch: Optional[float], times: Optional[
     """
     resque = connected_client(obj)
     if clear or remove:
-        names = ", ".join([*clear, *remove])
+        listed = ", ".join([*clear, *remove])
         if not yes:
-            click.confirm(f"Drop every job waiting in {names}?", abort=True)
+            click.confirm(f"Drop every job waiting in {listed}?", abort=True)
         for name in clear:
             click.echo(f"cleared {name}: {resque.store.clear_queue(name)} job(s) dropped")
         for name in remove:
@@ -96,7 +96,8 @@ def queues(obj: Context, as_json: bool, watch: Optional[float], times: Optional[
         for name, size, head in zip(names, sizes, heads):
             age = tracker.observe(name, head, now)
             known = age is not None and (age[1] != ESTIMATE or printed > 0)
-            rows.append((name, size, age[0] if known else None, age[1] if known else None, head is not None))
+            shown = age if known else None
+            rows.append((name, size, shown[0] if shown else None, shown[1] if shown else None, head is not None))
         _print_queues(rows, as_json)
         printed += 1
         if watch is None or (times is not None and printed >= times):

@@ -74,7 +74,8 @@ def _interval(config: Dict[str, Any]) -> str:
 
 
 def _next_run(name: str, config: Dict[str, Any]) -> Optional[str]:
-    from resque_compat.scheduler import recurring, schedule as _schedule
+    from resque_compat.scheduler import recurring
+    from resque_compat.scheduler import schedule as _schedule
     from resque_compat.settings import Settings
 
     try:

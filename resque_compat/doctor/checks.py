@@ -272,7 +272,7 @@ class Doctor:
     # -- queues, locks, pauses, failures ------------------------------------------------------
     def check_queues(self, queues: Set[str], live: Set[str]) -> None:
         names = sorted(queues)
-        patterns = set()
+        patterns: Set[str] = set()
         for wid in live:
             parsed = ParsedWorkerId.parse(wid)
             if parsed is not None:

@@ -124,7 +124,7 @@ class Cron:
                 t = _next_step(t, t + 60 - local.second, self, start)
             elif not self._in(self.seconds, local.second):
                 later = [s for s in self.seconds if s > local.second]  # type: ignore[union-attr]
-                step = (later and min(later) or 60 + min(self.seconds)) - local.second  # type: ignore[arg-type]
+                step = (min(later) if later else 60 + min(self.seconds)) - local.second  # type: ignore[arg-type]
                 t = _next_step(t, t + step, self, start)
             elif (self.zone_name is None and _wall(local) == _wall(from_local)
                   and local.utcoffset() != from_local.utcoffset()):

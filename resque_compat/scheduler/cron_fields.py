@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from typing import Any, FrozenSet, Optional, Sequence, Tuple
+from typing import Any, FrozenSet, List, Optional, Sequence, Tuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 SPECIALS = {
@@ -147,7 +147,7 @@ def _numeric(name: str, value: str) -> Optional[FrozenSet[int]]:
         values.extend(_expand(low, high, _bound(name, m.group("a")), _bound(name, m.group("z")), step, name))
     if None in values:
         return None
-    return frozenset(values)  # type: ignore[arg-type]
+    return frozenset(values)
 
 
 def _expand(low: int, high: int, start: Optional[int], end: Optional[int], step: Optional[int],
@@ -189,7 +189,7 @@ def _weekdays(value: str) -> Optional[FrozenSet[Tuple[int, Optional[int]]]]:
     if "%" in value:
         raise CronError(f"day of week {value!r}: fugit's % modulo is not supported by resque-py; "
                         "list the days instead", "day of week")
-    out = []
+    out: List[Tuple[int, Optional[int]]] = []
     for part in value.split(","):
         nth: Optional[int] = None
         hashed = re.fullmatch(r"(.+)#(-?[1-5]|last|l)", part, re.IGNORECASE)
@@ -204,7 +204,8 @@ def _weekdays(value: str) -> Optional[FrozenSet[Tuple[int, Optional[int]]]]:
                 raise CronError(f"day of week {value!r}: # follows a single day, e.g. mon#2", "day of week")
             out.append((a, nth))
         elif step:
-            out.extend((d, None) for d in range(a or 0, (z if z is not None else (a if a is not None else 6)) + 1, step))
+            last = z if z is not None else (a if a is not None else 6)
+            out.extend((d, None) for d in range(a or 0, last + 1, step))
         elif z is not None:
             assert a is not None
             out.extend(((d - 7 if d > 6 else d), None) for d in range(a, (z + 7 if a > z else z) + 1))

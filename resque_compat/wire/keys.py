@@ -266,10 +266,7 @@ class Keys:
         """``pause:queue:<q>``: any value means the queue is paused (``"true"`` as Ruby writes)."""
         return self._prefix + "pause:queue:" + queue
 
-    @property
-    def pause_all(self) -> str:
-        """``pause:all``: resque-pause's global pause (its default ``global_pause_key``)."""
-        return self._prefix + "pause:all"
+    # pause_all (``pause:all``, resque-pause's global_pause_key) is defined above, with paused_queue.
 
     # -- resque-loner and resque-lock-timeout (fixtures ruby-plugins/loner_*, lock_*) ---------
     def loner(self, queue: str, digest: str) -> str:

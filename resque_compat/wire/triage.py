@@ -87,7 +87,8 @@ def parse_failed_at(text: Any) -> Optional[float]:
         delta = _dt.timedelta(hours=int(hours), minutes=int(minutes))
         tz = _dt.timezone(-delta if sign == "-" else delta)
     try:
-        return _dt.datetime(*fields, tzinfo=tz).timestamp()
+        year, month, day, hour, minute, second = fields
+        return _dt.datetime(year, month, day, hour, minute, second, tzinfo=tz).timestamp()
     except ValueError:
         return None
 
