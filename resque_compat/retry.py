@@ -34,6 +34,7 @@ from resque_compat.errors import RegistryError
 from resque_compat.registry import JobSpec
 from resque_compat.scheduler.leader import Delayed
 from resque_compat.wire.keys import Keys
+
 # Ruby's Array#join and #inspect (the sha1 input) are shared with resque-lock-timeout's
 # identifier; re-exported here, where they were first.
 from resque_compat.wire.ruby import HASH_ARROW, ruby_inspect, ruby_join  # noqa: F401
