@@ -553,6 +553,16 @@ def rails_environment(environ: Optional[Mapping[str, str]] = None) -> str:
     return environ.get("RAILS_ENV") or environ.get("RACK_ENV") or "development"
 
 
+#: The Redis DB the ``resque_testing`` pytest fixture may empty (resque_compat.testing).
+TESTING_URL = "RESQUE_TESTING_URL"
+
+
+def testing_redis_url(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """RESQUE_TESTING_URL, for ``resque_compat.testing``'s fixture; None when unset."""
+    environ = os.environ if environ is None else environ
+    return environ.get(TESTING_URL) or None
+
+
 def connection_settings(options: Optional[Mapping[str, Any]] = None,
                         environ: Optional[Mapping[str, str]] = None) -> Settings:
     """Settings for client commands (enqueue, info, failed, ...): only REDIS_URL,

@@ -11,17 +11,14 @@ the ``resque_testing`` fixture; it needs ``RESQUE_TESTING_URL``, a Redis DB the 
 """
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from resque_compat.errors import ConfigurationError
+from resque_compat.settings import TESTING_URL as URL_VARIABLE
 
 __all__ = ["DrainResult", "JobTester", "drain", "inline"]
-
-#: The Redis URL the pytest fixture uses; it deletes its namespace's keys before each test.
-URL_VARIABLE = "RESQUE_TESTING_URL"
 
 
 @dataclass
@@ -131,13 +128,14 @@ class JobTester:
 
 def _tester_from_environment() -> JobTester:
     from resque_compat.client import Resque
+    from resque_compat.settings import connection_settings, testing_redis_url
 
-    url = os.environ.get(URL_VARIABLE)
+    url = testing_redis_url()
     if not url:
         raise ConfigurationError(
             f"set {URL_VARIABLE} to a Redis DB your tests may empty, e.g. "
             f"{URL_VARIABLE}=redis://127.0.0.1:6379/15 (the fixture deletes its namespace's keys)")
-    return JobTester(Resque.from_url(url, os.environ.get("RESQUE_NAMESPACE") or "resque"))
+    return JobTester(Resque.from_url(url, connection_settings().namespace))
 
 
 try:
