@@ -80,7 +80,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return code if isinstance(code, int) else 0
+    return code if type(code) is int else 0  # ctx.exit(N) gives N; a command's return value is not a code
 
 def _global_option(name: str, key: str, metavar: str, env: str) -> click.Option:
     """``--redis``/``--namespace`` on a subcommand: the same setting as before the subcommand,
