@@ -19,7 +19,7 @@ from typing import Dict, Optional, Sequence
 import gevent
 from setproctitle import getproctitle, setproctitle
 
-from resque_compat import log
+from resque_compat import client, db, http, log
 from resque_compat.runtime.runner import Runner
 from resque_compat.settings import Settings
 
@@ -60,6 +60,9 @@ def run_worker(redis_url: str, words: Sequence[str], env: Optional[Dict[str, str
     hub = gevent.get_hub()
     saved_stream = hub.__dict__.get("exception_stream")
     hub.exception_stream = buffer
+    # A Runner sizes the process-wide HTTP and MySQL pools and sets the default client (for
+    # FIBERS jobs); a subprocess threw that away on exit, so put it back as it was.
+    shared = (http._settings, db._config, db._stats, client._default)
     runner = None
     try:
         runner = Runner(settings, hostname=HOST)
@@ -77,6 +80,10 @@ def run_worker(redis_url: str, words: Sequence[str], env: Optional[Dict[str, str
         if runner is not None:  # each run has its own pool: do not leak its sockets
             runner.store.redis.connection_pool.disconnect()
         _drop_control_clients()
+        http.configure(*shared[0])
+        db.close()
+        db._config, db._stats = shared[1], shared[2]
+        client.set_default(shared[3])
         if saved_url is None:
             del os.environ["REDIS_URL"]
         else:
