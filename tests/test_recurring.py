@@ -23,6 +23,7 @@ from resque_compat.wire import codec
 from resque_compat.wire.keys import Keys
 from tests.conftest import REDIS_URL, ROOT, wait_for
 from tests.keyspace import dump
+from tests.ruby_scheduler import RUBY, ruby_leads, ruby_quits, ruby_runs
 
 UTC = dt.timezone.utc
 K = Keys()
@@ -166,19 +167,7 @@ def test_sched_04_05_a_dynamic_python_scheduler_follows_set_and_remove_schedule(
 
 # -- exactly once across leaders ---------------------------------------------------------------
 
-RUBY = "localhost:12837"
 MINUTELY = {"minutely": {"cron": "* * * * *", "class": "ScheduledJob", "queue": "minutely"}}
-
-
-def ruby_runs(r, name, at, zone_suffix="+0000", queue="minutely"):
-    """What a Ruby resque-scheduler leader sends for one recurring run (enqueue_recurring):
-    SADD queues + RPUSH, then HSET last_enqueued_at Time.now.to_s (its own zone)."""
-    r.sadd(K.queues, queue)
-    r.rpush(K.queue(queue), codec.encode_job("ScheduledJob", []))
-    local = dt.datetime.fromtimestamp(int(utc(at)), UTC)
-    if zone_suffix == "+0100":
-        local = local.astimezone(dt.timezone(dt.timedelta(hours=1)))
-    r.hset(K.last_enqueued_at, name, local.strftime("%Y-%m-%d %H:%M:%S ") + zone_suffix)
 
 
 def runs(r):
@@ -187,13 +176,13 @@ def runs(r):
 
 @pytest.mark.parametrize("zone_suffix", ["+0000", "+0100"])
 def test_ruby_to_python_handover_runs_no_slot_twice(r, resque, zone_suffix):
-    r.set(LOCK, RUBY, ex=180)
+    assert ruby_leads(r)
     ruby_runs(r, "minutely", "2026-12-07 05:30:00.400", zone_suffix)
     clock = Clock(utc("2026-12-07 05:30:01"))
     python = make_scheduler(resque, clock, MINUTELY)
     python.tick()  # Ruby leads: we wait
     assert runs(r) == 1
-    r.delete(LOCK)  # Ruby quits (sched_02) just after its 05:30 run
+    ruby_quits(r)  # SIGQUIT (sched_02) just after its 05:30 run
     clock.set("2026-12-07 05:30:02")
     python.tick()
     assert runs(r) == 1  # the 05:30 slot is Ruby's record: not again
@@ -206,7 +195,7 @@ def test_ruby_to_python_handover_runs_no_slot_twice(r, resque, zone_suffix):
 
 @pytest.mark.parametrize("missed, expected", [("once", 2), ("skip", 1)])
 def test_slots_missed_while_no_one_led_follow_the_policy(r, resque, missed, expected):
-    r.set(LOCK, RUBY, ex=180)
+    assert ruby_leads(r)
     ruby_runs(r, "minutely", "2026-12-07 05:30:00.400")  # then kill -9: the lock lives 180 s
     r.delete(LOCK)  # expired at 05:33:30
     clock = Clock(utc("2026-12-07 05:33:31"))
@@ -227,8 +216,8 @@ def test_a_stale_python_leader_cannot_enqueue_after_losing_the_lock(r, resque):
     python.tick()
     assert runs(r) == 1
     # Python is paused past the lock's life and Ruby takes over (its rufus starts afresh)
-    r.delete(LOCK)
-    r.set(LOCK, RUBY, ex=180)
+    r.delete(LOCK)  # our lock expired
+    assert ruby_leads(r)
     clock.set("2026-12-07 05:31:00.500")
     fired, still_leader = python.recurring.fire_due()  # resumed with its stale "I lead" state
     assert (fired, still_leader, runs(r)) == (0, False, 1)  # Ruby's own stale leader would push
