@@ -337,6 +337,49 @@ def test_rails_env_lists_filter_entries_as_ruby():
     assert not schedule.env_matches("production", None)
 
 
+
+# rails_env/env and custom_job_class against real resque-scheduler 5.0: scheduler_env.rb loaded
+# scheduler_env.yml under RAILS_ENV=production and unset, and pushed each entry
+# (enqueue_from_config); fixtures/ruby-interop/scheduler.json, "env_and_custom".
+INTEROP = os.path.join(ROOT, "fixtures", "ruby-interop")
+with open(os.path.join(INTEROP, "scheduler.json"), encoding="utf-8") as _fh:
+    RUBY_ENV_RUN = json.load(_fh)["env_and_custom"]
+
+
+def fire_env_file(resque, rails_env):
+    with open(os.path.join(INTEROP, "scheduler_env.yml"), encoding="utf-8") as fh:
+        static = schedule.load_yaml(fh.read())
+    clock = Clock(utc("2026-12-07 05:31:59.500"))
+    scheduler = make_scheduler(resque, clock, static, env=rails_env)
+    scheduler.tick()
+    clock.set("2026-12-07 05:32:00.500")  # every 1s: each loaded entry fires once
+    scheduler.tick()
+    return static
+
+
+@pytest.mark.parametrize("rails_env, label", [("production", "production"), (None, "unset")])
+def test_env_and_rails_env_load_the_entries_ruby_loaded(r, resque, rails_env, label):
+    static = fire_env_file(resque, rails_env)
+    fired = sorted(name for name in static if r.llen(K.queue(name)))
+    assert fired == RUBY_ENV_RUN["loaded"][label]
+    # the env: spelling alone, and rails_env winning over env unless null ("" wins and matches nothing)
+    assert ("env_prod" in fired, "empty_rails_env" in fired, "rails_env_wins" in fired) == (rails_env is not None, False, False)
+
+
+def test_custom_job_class_enqueues_the_bytes_ruby_enqueued(r, resque):
+    static = fire_env_file(resque, "production")
+    for name in RUBY_ENV_RUN["loaded"]["production"]:
+        assert r.lrange(K.queue(name), 0, -1) == RUBY_ENV_RUN["pushed"][name], name
+    assert r.lrange(K.queue("custom"), 0, -1) == ['{"class":"CustomJobClass","args":[{"a":1}]}']
+    assert r.lrange(K.queue("custom_resque_job"), 0, -1) == ['{"class":"ScheduledJob","args":[1,{"b":2}]}']
+    assert r.lrange(K.queue("custom_no_class"), 0, -1) == ['{"class":"CustomJobClass","args":["x"]}']
+    r.flushdb()  # Queue now / enqueue-now: the same bytes, whatever the env
+    store = recurring.ScheduleStore(resque.redis, K)
+    for name, config in static.items():
+        recurring.enqueue_now(store, name, config)
+    assert {name: r.lrange(K.queue(name), 0, -1) for name in static} == RUBY_ENV_RUN["pushed"]
+
+
 # -- resque-py schedule ----------------------------------------------------------------------------
 
 def cli(*args):
