@@ -136,6 +136,11 @@ def test_the_recorded_handover_ran_every_slot_once_across_three_leaders():
     assert rec["pushed"] == len(everything)
     assert rec["last_enqueued_at"] == max(everything) + " +0000"
     assert rec["queue_items"] == ['{"class":"ScheduledJob","args":[]}']
+    # Python took over from Ruby's SIGQUIT with no slot lost; after the kill -9 of Python A,
+    # Ruby (rufus starts afresh: our "skip") left the slots until the 2 s lock expired unrun
+    seconds = [[dt.datetime.fromisoformat(t).timestamp() for t in s] for s in slots]
+    assert min(seconds[2]) - max(seconds[1]) == 1
+    assert 1 < min(seconds[1]) - max(seconds[0]) <= 4
     assert HANDOVER["ruby_client_connections"] == 1
 
 
