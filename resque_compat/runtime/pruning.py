@@ -114,13 +114,14 @@ def prune_dead_workers(
     entry_queues: List[Optional[str]] = []  # each entry's job queue, for redis_multi_queue
     requeues: List[Tuple[str, bytes]] = []
     for wid in victims:
-        record = records.held_job(held.get(wid))
-        if record is None:
+        raw = held.get(wid)
+        record = records.held_job(raw)
+        if raw is None or record is None:
             continue
         if dirty_exit == "requeue" and isinstance(record.get("payload"), dict) \
                 and isinstance(record.get("queue"), str):
             # DIRTY_EXIT=requeue: back to the head of its queue, exact bytes (at-least-once).
-            item = records.payload_bytes_from_record(held[wid], record) or \
+            item = records.payload_bytes_from_record(raw, record) or \
                 codec.encode(record["payload"]).encode("utf-8")
             requeues.append((record["queue"], item))
             continue
