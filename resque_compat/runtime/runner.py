@@ -275,8 +275,11 @@ class Runner:
                 self.failure_notifier(entry)
 
     def _reregister(self) -> None:
-        """After a Redis outage: heartbeat now and re-register slots a restarted Redis lost."""
+        """After a Redis outage: heartbeat now and re-register slots a restarted Redis lost;
+        then /healthz reads Redis again at once rather than at the next metrics poll."""
         beat(self.store, self.ids, self._started_text)
+        if self.metrics is not None:
+            self.metrics.poll()
 
     def _started_text(self) -> str:
         return codec.time_to_s(self.clock())
