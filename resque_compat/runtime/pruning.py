@@ -26,8 +26,10 @@ RESQUE_PS_LINE = re.compile(r"resque:work|resque:\sStarting|resque-[0-9]")
 def resque_pids() -> List[str]:
     """Pids (as strings, compared exactly as Ruby does) of processes that look like Resque."""
     # Any process may have argv bytes that are not UTF-8: never let one crash our start-up.
-    out = subprocess.run(["ps", "-A", "-o", "pid,command"], capture_output=True, text=True,
-                         errors="replace", check=False).stdout
+    # stdin=DEVNULL: with no stdin, gevent's subprocess clears O_NONBLOCK on the child's fd 0,
+    # which is the same open file as ours; were that a Redis socket, it would block (issue 14).
+    out = subprocess.run(["ps", "-A", "-o", "pid,command"], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, errors="replace", check=False).stdout
     pids = []
     for line in out.splitlines()[1:]:
         if RESQUE_PS_LINE.search(line) and "resque-web" not in line:
