@@ -214,7 +214,7 @@ class Fetcher:
                     continue
                 if failures:
                     log.warning("Redis reachable again after %d failed attempt(s) in %.1fs", failures,
-                                self.clock() - self.down_since)
+                                self.clock() - (self.down_since or trip_began))
                     failures = 0
                     self.down_since = None
                     self.reconnects += 1
