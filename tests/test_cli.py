@@ -127,7 +127,7 @@ def test_work_help_documents_every_option_with_its_env_name():
     result = invoke("work", "--help")
     assert result.exit_code == 0
     text = " ".join(result.stdout.split())
-    work = main_group.commands["work"]
+    work = main_group.get_command(click.Context(main_group), "work")
     for param in work.params:
         if not isinstance(param, click.Option) or param.name == "help":
             continue
@@ -330,3 +330,15 @@ def test_unknown_command_is_a_usage_error():
     result = invoke("nope")
     assert result.exit_code == 2
     assert "nope" in result.stderr
+
+
+def test_work_loads_no_other_commands_code():
+    """Start-up (issue 17 req 6): each command's module loads when that command runs."""
+    code = ("import sys; from resque_compat.cli.main import main_group; import click; "
+            "main_group.get_command(click.Context(main_group), 'work'); "
+            "print(sorted(m for m in sys.modules if m.startswith('resque_compat.cli.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(eval(out))
+    assert "resque_compat.cli.work" in loaded
+    assert not loaded & {"resque_compat.cli.failed", "resque_compat.cli.listen", "resque_compat.cli.pool",
+                         "resque_compat.cli.doctor", "resque_compat.cli.schedule", "resque_compat.cli.admin"}

@@ -73,6 +73,73 @@ class Recorder:
         self.events.append(f"plugin on_failure {type(exc).__name__} {args}")
 
 
+# -- hooks are resolved once per job (issue 17) ---------------------------------------------------
+
+class _CountingDir(type):
+    """Counts dir(cls): resolving a class's hooks reads it; running the job must not."""
+
+    reads = 0
+
+    def __dir__(cls):
+        type(cls).reads += 1
+        return super().__dir__()
+
+
+def test_a_class_jobs_hooks_are_read_once_not_per_job(register, events):
+    class Job(metaclass=_CountingDir):
+        @staticmethod
+        def before_perform_log(n): events.append(f"before {n}")
+
+        @staticmethod
+        def perform(n): events.append(f"perform {n}")
+
+    spec = register(Job)
+    _CountingDir.reads = 0
+    for n in range(5):
+        hooks.perform(spec, [n])
+    hooks.run_before_enqueue(spec.name, [9])
+    assert _CountingDir.reads == 1
+    assert events == [e for n in range(5) for e in (f"before {n}", f"perform {n}")]
+
+
+def test_hooks_attached_or_plugins_added_after_a_job_ran_apply_to_its_next_run(register, events):
+    def deliver(n): events.append(f"perform {n}")
+
+    spec = register(deliver)
+    hooks.perform(spec, [1])
+    hooks.before_perform(deliver)(lambda n: events.append(f"attached {n}"))
+    hooks.perform(spec, [2])
+    plugin = add_plugin(register, Recorder(events))
+    hooks.perform(spec, [3])
+    hooks.remove_plugin(plugin)
+    hooks.detach_all(deliver)
+    hooks.perform(spec, [4])
+    assert events == ["perform 1", "attached 2", "perform 2",
+                      "attached 3", "plugin before (3,)", "plugin around enter", "perform 3",
+                      "plugin around exit", "plugin after (3,)", "perform 4"]
+
+
+def test_a_name_registered_again_gets_the_new_jobs_hooks(register, events):
+    class First:
+        @staticmethod
+        def before_perform(n): events.append("first's hook")
+
+        @staticmethod
+        def perform(n): events.append("first")
+
+    spec = register(First)
+    hooks.perform(spec, [1])
+    registry.unregister(spec.name)
+
+    class Second:
+        @staticmethod
+        def perform(n): events.append("second")
+
+    job(spec.name)(Second)
+    hooks.perform(registry.lookup(spec.name), [2])
+    assert events == ["first's hook", "first", "second"]
+
+
 # -- job hooks, in process -----------------------------------------------------------------------
 
 def test_every_perform_hook_runs_in_resques_order(register, events):

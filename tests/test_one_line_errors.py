@@ -116,7 +116,9 @@ def test_listen_bad_pattern_is_a_usage_error(tmp_path):
 # -- every command x bad inputs ---------------------------------------------------------------
 
 def leaf_commands(group=main_group, path=()):
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # main_group loads each command on first use
+        command = group.get_command(ctx, name)
         if isinstance(command, click.Group):
             yield from leaf_commands(command, path + (name,))
         else:

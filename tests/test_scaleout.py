@@ -273,3 +273,21 @@ def test_hostname_override_names_the_ids_and_decides_which_dead_workers_we_prune
     assert r.get("resque:pruning_dead_workers_in_progress") == ids[0]
     worker.signal(signal.SIGQUIT)
     assert worker.wait() == 0
+
+
+def test_the_workers_redis_connections_parse_replies_with_hiredis(r):
+    """hiredis is a dependency (issue 17 req 4): redis-py's C reply parser, -14 % CPU per job
+    on W1. redis-py falls back to its Python parser silently, so check the pool really uses it."""
+    from redis.utils import HIREDIS_AVAILABLE
+
+    from resque_compat.store.connection import connect
+    from tests.conftest import REDIS_URL
+
+    client = connect(REDIS_URL, max_connections=2)
+    try:
+        client.ping()
+        (connection,) = client.connection_pool._connections  # the one PING used
+        assert HIREDIS_AVAILABLE, "pip install -e . (hiredis is in install_requires)"
+        assert "Hiredis" in type(connection._parser).__name__
+    finally:
+        client.connection_pool.disconnect()

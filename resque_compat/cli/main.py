@@ -6,30 +6,53 @@ configuration error (bad setting, no queue, job module that does not import).
 from __future__ import annotations
 
 import difflib
+import importlib
 import sys
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import click
 
-from resque_compat.cli import (
-    admin,
-    doctor,
-    failed,
-    listen,
-    pause,
-    pool,
-    queues,
-    schedule,
-    scheduler,
-    work,
-)
 from resque_compat.cli.common import EPILOG, Context
 from resque_compat.settings import DEFAULT_REDIS_URL
 from resque_compat.version import RESQUE_VERSION, __version__
 
+#: Every command of resque-py and the module that defines it (each family has its own). A
+#: command's module is imported when that command is looked up, so ``resque-py work`` does not
+#: load the triage, scheduler, pool, listen and doctor code before its first job (issue 17).
+COMMANDS: Dict[str, Tuple[str, str]] = {
+    "work": ("work", "work"),
+    "enqueue": ("queues", "enqueue"),
+    "info": ("queues", "info"),
+    "queues": ("queues", "queues"),
+    "workers": ("admin", "workers"),
+    "remove-worker": ("admin", "remove_worker"),
+    "pause-all": ("admin", "pause_all"),
+    "resume-all": ("admin", "resume_all"),
+    "pause-queue": ("pause", "pause_queue"),
+    "resume-queue": ("pause", "resume_queue"),
+    "failed": ("failed", "failed"),
+    "scheduler": ("scheduler", "scheduler"),
+    "schedule": ("schedule", "schedule"),
+    "pool": ("pool", "pool"),
+    "listen": ("listen", "listen"),
+    "doctor": ("doctor", "doctor"),
+}
+
 
 class _Group(click.Group):
-    """click's group plus "did you mean" for a mistyped command (``resque-py wrok``)."""
+    """click's group, loading each command on first use (:data:`COMMANDS`), plus "did you
+    mean" for a mistyped command (``resque-py wrok``)."""
+
+    def list_commands(self, ctx: click.Context) -> List[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, attr = COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(f"resque_compat.cli.{module}"), attr)
+            _accept_global_options(command)  # each subcommand takes the global options too
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
 
     def resolve_command(self, ctx: click.Context, args: List[str]) -> Tuple[Any, Any, List[str]]:
         name = click.utils.make_str(args[0]) if args else ""
@@ -114,28 +137,6 @@ def _accept_global_options(command: click.Command) -> None:
         for sub in command.commands.values():
             _accept_global_options(sub)
 
-#: Every command of resque-py, one per line (each family's module defines its own).
-COMMANDS = (
-    work.work,
-    queues.enqueue,
-    queues.info,
-    queues.queues,
-    admin.workers,
-    admin.remove_worker,
-    admin.pause_all,
-    admin.resume_all,
-    pause.pause_queue,
-    pause.resume_queue,
-    failed.failed,
-    scheduler.scheduler,
-    schedule.schedule,
-    pool.pool,
-    listen.listen,
-    doctor.doctor,
-)
-for command in COMMANDS:
-    main_group.add_command(command)
 
-# After every add_command (including ones merged later): each subcommand takes the global options.
-for command in list(main_group.commands.values()):
-    _accept_global_options(command)
+# `version` is defined here, not in COMMANDS: it takes the global options like the others.
+_accept_global_options(version)

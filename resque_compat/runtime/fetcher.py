@@ -214,7 +214,7 @@ class Fetcher:
                     continue
                 if failures:
                     log.warning("Redis reachable again after %d failed attempt(s) in %.1fs", failures,
-                                self.clock() - self.down_since)
+                                self.clock() - (self.down_since or trip_began))
                     failures = 0
                     self.down_since = None
                     self.reconnects += 1
@@ -311,6 +311,7 @@ class Fetcher:
     def _resolve_uncertain(self) -> None:
         """Find out whether the call whose reply was lost ran (see the module docstring)."""
         lost = self._uncertain
+        assert lost is not None  # called only when a reply was lost
         ids = [e.done.worker_id for e in lost.endings] + [wid for wid, _ in lost.asking]
         current: Dict[str, Optional[bytes]] = dict(zip(ids, self.store.worker_jobs(ids)))
         self._uncertain = None
@@ -323,7 +324,7 @@ class Fetcher:
             self._endings = lost.endings + self._endings
             return
         self._recorded(lost.endings)
-        recovered = [_recover(current[wid]) if current[wid] else None for wid, _ in lost.asking]
+        recovered = [_recover(raw) if raw else None for raw in (current[wid] for wid, _ in lost.asking)]
         if any(recovered):
             log.warning("recovered %d job(s) reserved during a Redis failure",
                         sum(1 for j in recovered if j))

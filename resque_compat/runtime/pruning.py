@@ -26,8 +26,10 @@ RESQUE_PS_LINE = re.compile(r"resque:work|resque:\sStarting|resque-[0-9]")
 def resque_pids() -> List[str]:
     """Pids (as strings, compared exactly as Ruby does) of processes that look like Resque."""
     # Any process may have argv bytes that are not UTF-8: never let one crash our start-up.
-    out = subprocess.run(["ps", "-A", "-o", "pid,command"], capture_output=True, text=True,
-                         errors="replace", check=False).stdout
+    # stdin=DEVNULL: with no stdin, gevent's subprocess clears O_NONBLOCK on the child's fd 0,
+    # which is the same open file as ours; were that a Redis socket, it would block (issue 14).
+    out = subprocess.run(["ps", "-A", "-o", "pid,command"], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, errors="replace", check=False).stdout
     pids = []
     for line in out.splitlines()[1:]:
         if RESQUE_PS_LINE.search(line) and "resque-web" not in line:
@@ -114,13 +116,14 @@ def prune_dead_workers(
     entry_queues: List[Optional[str]] = []  # each entry's job queue, for redis_multi_queue
     requeues: List[Tuple[str, bytes]] = []
     for wid in victims:
-        record = records.held_job(held.get(wid))
-        if record is None:
+        raw = held.get(wid)
+        record = records.held_job(raw)
+        if raw is None or record is None:
             continue
         if dirty_exit == "requeue" and isinstance(record.get("payload"), dict) \
                 and isinstance(record.get("queue"), str):
             # DIRTY_EXIT=requeue: back to the head of its queue, exact bytes (at-least-once).
-            item = records.payload_bytes_from_record(held[wid], record) or \
+            item = records.payload_bytes_from_record(raw, record) or \
                 codec.encode(record["payload"]).encode("utf-8")
             requeues.append((record["queue"], item))
             continue

@@ -151,8 +151,9 @@ class Runner:
                             self.settings.term_timeout)
             watcher.kill()
             for w in self.workers:
-                if w.greenlet.exception is not None and not isinstance(w.greenlet.exception, TermException):
-                    log.error("worker %s crashed: %r", w.id, w.greenlet.exception)
+                crash = w.greenlet.exception if w.greenlet is not None else None
+                if crash is not None and not isinstance(crash, TermException):
+                    log.error("worker %s crashed: %r", w.id, crash)
                     self.exit_code = 1
         finally:
             self.shutdown()
@@ -207,7 +208,7 @@ class Runner:
             live = [w.greenlet for w in self.workers if w.greenlet is not None and not w.greenlet.dead]
             if live:
                 gevent.joinall(live)
-            elif scaler is not None and not scaler.dead:
+            elif scaler is not None and not scaler.dead and self.autoscaler is not None:
                 self.autoscaler.stop()  # let it finish a step in progress, then look again
                 scaler.join()
             else:
@@ -314,6 +315,7 @@ class Runner:
         if busy:
             log.warning("%s: killing %d in-flight job(s)", name, len(busy))
         for w in busy:
+            assert w.greenlet is not None  # busy holds only started slots
             w.greenlet.kill(TermException(name), block=False)
 
     def recycle(self, reason: str) -> None:
@@ -362,6 +364,7 @@ class Runner:
             return TITLE_PREFIX + "Waiting for " + ",".join(self.fetcher.current_queues)
         if len(self.workers) == 1:
             job = busy[0].job
+            assert job is not None  # busy holds only slots with a job
             return f"{TITLE_PREFIX}Processing {job.queue} since {int(busy[0].job_started)} [{job.display_class}]"
         return f"{TITLE_PREFIX}Processing {len(busy)} of {len(self.workers)} jobs"
 

@@ -102,6 +102,7 @@ class Worker:
                 'objects {"class":"Ruby::Name","args":[...]}; fix the producer, then retry or '
                 "remove this failure"
             )
+        assert job.class_name is not None  # parse_job sets it on every job without a problem
         spec = registry.lookup(job.class_name)
         unique = loner.unique_for(spec, self.fetcher.store.keys, job.queue, job.args)
         if unique is not None:  # resque-loner frees the key at reserve, before any hook

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
+from resque_compat.common.yaml_file import load_mapping
 from resque_compat.errors import ConfigurationError, EncodeError
 from resque_compat.scheduler import cron as _cron
 from resque_compat.wire import codec
@@ -90,20 +91,8 @@ def load_yaml(text: str, source: str = "schedule file") -> Dict[str, Dict[str, A
 
     ERB is refused as for resque-pool's file (only Ruby evaluates it). Raises ConfigurationError.
     """
-    import yaml  # resque-scheduler's format is YAML; PyYAML reads it as Psych does (YAML 1.1)
-
-    if "<%" in text:
-        raise ConfigurationError(f"{source} uses ERB (<% ... %>), which only Ruby evaluates; write "
-                                 "the values out (or generate the file before starting)")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{source} is not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigurationError(f"{source} must map schedule names to entries, e.g. "
-                                 "nightly_report: {cron: \"0 5 * * *\", class: NightlyReport, queue: reports}")
+    data = load_mapping(text, source, what="schedule names to entries",
+                        example='nightly_report: {cron: "0 5 * * *", class: NightlyReport, queue: reports}')
     return prepare({str(name): config for name, config in data.items()})
 
 
