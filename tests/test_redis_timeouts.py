@@ -147,3 +147,15 @@ def test_rediss_to_a_plain_redis_port_prints_one_line_and_exits_1_after_the_5s_b
 def test_ping_names_the_url_when_the_error_does_not(r):
     with pytest.raises(Exception, match=r"cannot reach Redis at redis://127\.0\.0\.1:1/0: .*refused"):
         Resque.from_url("redis://127.0.0.1:1/0").ping()
+
+
+def test_silent_sentinels_time_out_in_one_line_naming_each(r, silent, capsys, monkeypatch):
+    for name in CLI_ENV:
+        monkeypatch.delenv(name, raising=False)
+    url = f"redis+sentinel://127.0.0.1:{silent},127.0.0.1:{silent}/mymaster/0?socket_connect_timeout=0.2"
+    assert main(["info", "--redis", url]) == 1
+    line = one_line_error(capsys.readouterr().err)
+    assert line.startswith(f"resque-py: cannot reach Redis at {url}: No master found for 'mymaster' : "
+                           f"Sentinel 127.0.0.1:{silent} - RedisTimeout('no reply from redis://127.0.0.1:{silent}/0 "
+                           "within 0.2s"), line
+    assert line.count("Sentinel 127.0.0.1") == 2 and len(line) < 600, line
