@@ -19,7 +19,9 @@ Sockets close with a reset (SO_LINGER 0). After a timeout, the request may still
 unacknowledged in the kernel's send queue; with an ordinary close the kernel keeps retransmitting
 it, so when the network heals it reaches Redis and runs, after the fetcher has already read
 ``worker:<id>`` back and concluded that its reserve trip did not run (fetcher.py). A reset drops
-the queue: a trip whose reply timed out either ran before the timeout or never runs.
+the queue: a trip whose reply timed out either ran before the timeout or never runs. That holds
+for a lost network, not for a Redis blocked longer than the read bound by another client's slow
+command: the request already sits in Redis' socket and runs when Redis reads it (README).
 """
 from __future__ import annotations
 
