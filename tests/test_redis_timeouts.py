@@ -16,6 +16,7 @@ from gevent.server import StreamServer
 
 from resque_compat.cli.main import main
 from resque_compat.client import Resque
+from resque_compat.runtime.heartbeat import store_factory
 from resque_compat.store import timeouts
 from resque_compat.store.connection import connect
 from tests.conftest import REDIS_HOST, REDIS_PORT, ROOT
@@ -64,6 +65,11 @@ def test_defaults_are_5s_to_connect_and_10s_per_reply_and_the_url_overrides_them
     pool = connect("redis+sentinel://127.0.0.1:1/mymaster/0?socket_timeout=7").connection_pool
     assert pool.connection_class is timeouts.BoundedSentinelConnection
     assert (pool.connection_kwargs["socket_connect_timeout"], pool.connection_kwargs["socket_timeout"]) == (5.0, 7.0)
+    # The heartbeat thread's own client and the clients of the commands come from connect() too.
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/0?socket_timeout=3"
+    for client in (store_factory(url, "resque")().redis, Resque.from_url(url).redis):
+        assert client.connection_pool.connection_class is timeouts.BoundedConnection
+        assert client.connection_pool.connection_kwargs["socket_timeout"] == 3.0
 
 
 @pytest.mark.parametrize("query", ["socket_timeout=0", "socket_connect_timeout=-1"])

@@ -9,8 +9,9 @@ Both bounds come from REDIS_URL's query, with redis-py's names (its URL parser r
 ``?socket_connect_timeout=5`` (TCP connect, then the TLS handshake, each) and
 ``?socket_timeout=10`` (each reply, and each send that cannot proceed). The read bound must stay
 above the slowest command we send, or a slow but healthy Redis looks dead: the slowest is the
-reserve script, which pops at most one job per waiting slot and finishes the ended ones (under
-5 ms for 1,000 slots on 20 queues; README, "Redis timeouts").
+reserve script, which pops at most one job per waiting slot and finishes the ended ones: Redis'
+SLOWLOG gave 21 ms for 1,000 failed endings plus 1,000 jobs taken from 20 queues, and 8 ms for
+1,000 jobs from the last of 20 queues (a shared 2-core machine), 500 times below the bound.
 
 Every timeout says which bound ran out and where, as one line (``resque-py info`` prints it).
 
