@@ -28,6 +28,7 @@ from resque_compat import (
     retry,  # noqa: F401  adds the resque-retry plugin for @job(retry_limit=...) (WIRE §7.2)
     status,  # noqa: F401  adds the resque-status plugin for @job(status=True)
 )
+from resque_compat import redis as job_redis
 from resque_compat.errors import ConfigurationError, TermException
 from resque_compat.failures import notifier_for
 from resque_compat.metrics import recorder as metrics
@@ -73,6 +74,8 @@ class Runner:
         # Pools shared by every greenlet's jobs: MySQL (only with DATABASE_URL) and HTTP.
         db.configure(settings.database_url, settings.db_pool, settings.db_pool_timeout)
         http.configure(settings.fibers, *settings.http_timeout)
+        # resque_compat.redis: its own pool, so job commands never wait behind our bookkeeping.
+        job_redis.configure(settings.job_redis_url or settings.redis_url, settings.effective_redis_pool)
         codec.set_ruby_json(settings.ruby_json)  # floats in every payload we write, as the Ruby apps'
         # Jobs and plugins that enqueue share the worker's bounded pool (client.default()).
         client.set_default(client.Resque(self.store.redis, settings.namespace, settings.redis_url))

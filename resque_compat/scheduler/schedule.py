@@ -7,7 +7,8 @@ fixtures ``sched_01``..``sched_05b``):
 * the file is a mapping of schedule name to config; an entry without ``class`` uses its name;
 * ``cron`` wins over ``every``; either may be ``[value, {options}]`` (rufus-scheduler options);
   an entry with neither is skipped with one line, as Ruby logs "no cron / every found";
-* ``rails_env``/``env``: a comma/space list; the entry is loaded only where RAILS_ENV is listed;
+* ``rails_env``/``env``: a comma/space list; the entry is loaded only where RAILS_ENV is listed
+  (``rails_env`` wins over ``env`` unless it is null);
 * ``args``: a Hash becomes ``[hash]``, nothing becomes ``[]``, a scalar ``[scalar]``;
 * ``queue``: the entry's, else the queue of the Python ``@job`` registered under the class
   (Ruby reads the class's ``@queue``); with neither the entry cannot be enqueued and is refused;
@@ -114,7 +115,10 @@ def env_matches(configured: Any, env: Optional[str]) -> bool:
 
 
 def configured_env(config: Mapping[str, Any]) -> Any:
-    return config.get("rails_env") or config.get("env")
+    """Ruby's ``config['rails_env'] || config['env']``: only a missing/null or false
+    ``rails_env`` gives way to ``env``; ``rails_env: ""`` wins and matches no env."""
+    value = config.get("rails_env")
+    return config.get("env") if value is None or value is False else value
 
 
 def normalize_args(args: Any) -> List[Any]:
