@@ -82,7 +82,7 @@ def test_each_bound_says_where_and_what_timed_out_and_is_counted(silent, full_ba
     before = dict(timeouts.TIMEOUTS)
     cases = [
         (f"redis://127.0.0.1:{silent}/0?socket_timeout=0.2", "read",
-         f"no reply from redis://127.0.0.1:{silent}/0 within 0.2s (socket_timeout in REDIS_URL)"),
+         f"no reply from redis://127.0.0.1:{silent}/0 within 0.2s (socket_timeout in the Redis URL)"),
         (f"rediss://127.0.0.1:{silent}/0?socket_connect_timeout=0.2", "tls",
          f"the TLS handshake with rediss://127.0.0.1:{silent}/0 timed out after 0.2s (socket_connect_timeout"),
         (f"redis://127.0.0.1:{full_backlog}/0?socket_connect_timeout=0.2", "connect",

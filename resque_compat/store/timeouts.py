@@ -76,7 +76,7 @@ class _Bounded:
             _count("connect")
             raise RedisTimeout(
                 f"connecting to {self._where()} timed out after {self.socket_connect_timeout:g}s "
-                f"({CONNECT_NAME} in REDIS_URL)") from None
+                f"({CONNECT_NAME} in the Redis URL)") from None
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         return sock
@@ -89,7 +89,7 @@ class _Bounded:
             _count("tls")
             raise RedisTimeout(
                 f"the TLS handshake with {self._where()} timed out after "
-                f"{self.socket_connect_timeout:g}s ({CONNECT_NAME} in REDIS_URL); is that port "
+                f"{self.socket_connect_timeout:g}s ({CONNECT_NAME} in the Redis URL); is that port "
                 "a TLS Redis? use redis:// for a plain one") from None
         wrapped.settimeout(self.socket_timeout)
         return wrapped
@@ -103,7 +103,7 @@ class _Bounded:
             _count("read")
             raise RedisTimeout(
                 f"no reply from {self._where()} within {self.socket_timeout:g}s "
-                f"({READ_NAME} in REDIS_URL)") from exc
+                f"({READ_NAME} in the Redis URL)") from exc
 
     def send_packed_command(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -114,7 +114,7 @@ class _Bounded:
             _count("write")
             raise RedisTimeout(
                 f"sending to {self._where()} timed out after {self.socket_timeout:g}s "
-                f"({READ_NAME} in REDIS_URL)") from exc
+                f"({READ_NAME} in the Redis URL)") from exc
 
 
 class BoundedConnection(_Bounded, redis.Connection):
