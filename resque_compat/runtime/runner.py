@@ -37,7 +37,7 @@ from resque_compat.runtime.autoscale import Autoscaler, db_headroom
 from resque_compat.runtime.fetcher import Fetcher, FetcherEvents
 from resque_compat.runtime.heartbeat import HeartbeatThread, beat, store_factory
 from resque_compat.runtime.process import monitor_hub, rss_mb
-from resque_compat.runtime.pruning import prune_dead_workers, unregister_workers
+from resque_compat.runtime.pruning import dirty_exit_policy, prune_dead_workers, unregister_workers
 from resque_compat.runtime.worker import Worker
 from resque_compat.settings import Settings
 from resque_compat.store.store import Store, connect
@@ -172,7 +172,7 @@ class Runner:
             prune_interval=self.settings.effective_prune_interval,
             lock_ttl=self.settings.heartbeat_interval,
             now=self.clock,
-            dirty_exit=self.settings.dirty_exit,
+            policy=dirty_exit_policy(self.settings),
         )
         if pruned:
             log.info("Pruned %d dead worker(s)", len(pruned))
