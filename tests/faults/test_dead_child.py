@@ -25,6 +25,7 @@ from tests.faults.harness import (
     settle,
     wait_until,
 )
+from tests.faults.pools import work_off_then_quit
 from tests.test_supervisor import start_pool  # noqa: F401  the fixture
 
 LOCK = "resque:pruning_dead_workers_in_progress"
@@ -72,13 +73,7 @@ def test_a_dead_childs_ids_go_at_once_and_its_jobs_once(r, start_pool, report, d
         assert f":{victim}:" not in workers_command_output()
         victims.append(str(victim))
         r.delete(LOCK)
-    wait_until(lambda: r.llen("resque:queue:" + QUEUE) == 0 and not [
-        k for k in r.keys("resque:worker:*") if not k.endswith(":started") and r.get(k)],
-        120, "the stream to be worked off")
-    pool.signal(signal.SIGQUIT)
-    code = pool.wait(60)
-    out = pool.output()
-    assert code == 0, out[-3000:]
+    out = work_off_then_quit(r, pool)
 
     ledger = settle(r, r, [stream])
     dirty = [e for e in ledger.entries if e["exception"] == "Resque::DirtyExit"]
