@@ -28,7 +28,7 @@ from resque_compat import (
     retry,  # noqa: F401  adds the resque-retry plugin for @job(retry_limit=...) (WIRE §7.2)
     status,  # noqa: F401  adds the resque-status plugin for @job(status=True)
 )
-from resque_compat.errors import ConfigurationError, TermException
+from resque_compat.errors import ConfigurationError, JobKilled, TermException
 from resque_compat.failures import notifier_for
 from resque_compat.metrics import recorder as metrics
 from resque_compat.retry_failures import suppression_for
@@ -306,12 +306,14 @@ class Runner:
         self._term_timer = gevent.spawn_later(self.settings.term_timeout, self.kill_jobs, name)
 
     def kill_jobs(self, name: str = "SIGUSR1") -> None:
-        """Raise TermException in every busy slot; each records its job as a failure."""
+        """Stop every busy slot's job; each records it as a failure and the slot goes on. USR1
+        is Ruby's child SIGKILLed (Resque::DirtyExit); TERM/INT after the grace period is
+        TERM_CHILD's Resque::TermException."""
         busy = [w for w in self.workers if w.job is not None and w.greenlet is not None]
         if busy:
             log.warning("%s: killing %d in-flight job(s)", name, len(busy))
         for w in busy:
-            w.greenlet.kill(TermException(name), block=False)
+            w.greenlet.kill(JobKilled(self.pid) if name == "SIGUSR1" else TermException(name), block=False)
 
     def recycle(self, reason: str) -> None:
         """MAX_JOBS / MAX_MEMORY: stop taking jobs, finish in-flight ones, exit with code 3."""
