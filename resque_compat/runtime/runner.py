@@ -275,7 +275,9 @@ class Runner:
 
     def _reregister(self) -> None:
         """After a Redis outage: heartbeat now and re-register slots a restarted Redis lost."""
-        beat(self.store, self.ids, self._started_text)
+        missing = beat(self.store, self.ids, self._started_text)
+        if missing:
+            log.warning("re-registered %d worker id(s) a restarted Redis had lost", missing)
 
     def _started_text(self) -> str:
         return codec.time_to_s(self.clock())
