@@ -29,7 +29,7 @@ from resque_compat import (
     status,  # noqa: F401  adds the resque-status plugin for @job(status=True)
 )
 from resque_compat import redis as job_redis
-from resque_compat.errors import ConfigurationError, TermException
+from resque_compat.errors import ConfigurationError, JobKilled, TermException
 from resque_compat.failures import notifier_for
 from resque_compat.metrics import recorder as metrics
 from resque_compat.retry_failures import suppression_for
@@ -38,7 +38,7 @@ from resque_compat.runtime.autoscale import Autoscaler, db_headroom
 from resque_compat.runtime.fetcher import Fetcher, FetcherEvents
 from resque_compat.runtime.heartbeat import HeartbeatThread, beat, store_factory
 from resque_compat.runtime.process import monitor_hub, rss_mb
-from resque_compat.runtime.pruning import prune_dead_workers, unregister_workers
+from resque_compat.runtime.pruning import dirty_exit_policy, prune_dead_workers, unregister_workers
 from resque_compat.runtime.worker import Worker
 from resque_compat.settings import Settings
 from resque_compat.store.store import Store, connect
@@ -176,7 +176,7 @@ class Runner:
             prune_interval=self.settings.effective_prune_interval,
             lock_ttl=self.settings.heartbeat_interval,
             now=self.clock,
-            dirty_exit=self.settings.dirty_exit,
+            policy=dirty_exit_policy(self.settings),
         )
         if pruned:
             log.info("Pruned %d dead worker(s)", len(pruned))
@@ -280,7 +280,9 @@ class Runner:
     def _reregister(self) -> None:
         """After a Redis outage: heartbeat now and re-register slots a restarted Redis lost;
         then /healthz reads Redis again at once rather than at the next metrics poll."""
-        beat(self.store, self.ids, self._started_text)
+        missing = beat(self.store, self.ids, self._started_text)
+        if missing:
+            log.warning("re-registered %d worker id(s) a restarted Redis had lost", missing)
         if self.metrics is not None:
             self.metrics.poll()
 
@@ -313,13 +315,15 @@ class Runner:
         self._term_timer = gevent.spawn_later(self.settings.term_timeout, self.kill_jobs, name)
 
     def kill_jobs(self, name: str = "SIGUSR1") -> None:
-        """Raise TermException in every busy slot; each records its job as a failure."""
+        """Stop every busy slot's job; each records it as a failure and the slot goes on. USR1
+        is Ruby's child SIGKILLed (Resque::DirtyExit); TERM/INT after the grace period is
+        TERM_CHILD's Resque::TermException."""
         busy = [w for w in self.workers if w.job is not None and w.greenlet is not None]
         if busy:
             log.warning("%s: killing %d in-flight job(s)", name, len(busy))
         for w in busy:
             assert w.greenlet is not None  # busy holds only started slots
-            w.greenlet.kill(TermException(name), block=False)
+            w.greenlet.kill(JobKilled(self.pid) if name == "SIGUSR1" else TermException(name), block=False)
 
     def recycle(self, reason: str) -> None:
         """MAX_JOBS / MAX_MEMORY: stop taking jobs, finish in-flight ones, exit with code 3."""

@@ -48,10 +48,10 @@ def ids_of(r, key_members, pid):
     return [w for w in key_members if f":{pid}:" in w]
 
 
-def start_peer():
+def start_peer(heartbeat=PEER_HEARTBEAT, prune_interval=PEER_PRUNE_INTERVAL, every=PEER_EVERY):
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.faults.ruby_peer", REDIS_URL, QUEUES, str(PEER_HEARTBEAT),
-         str(PEER_PRUNE_INTERVAL), str(PEER_EVERY)],
+        [sys.executable, "-m", "tests.faults.ruby_peer", REDIS_URL, QUEUES, str(heartbeat),
+         str(prune_interval), str(every)],
         cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -165,3 +165,25 @@ def test_restart_that_wins_the_pruning_lock_registers(r, workers):
         w.signal(signal.SIGKILL)
         w.wait()
         dead = str(w.pid)
+
+
+@pytest.mark.timeout(60)
+def test_live_ids_pruned_by_a_ruby_peers_short_prune_interval_come_back_with_a_warning(r, workers):
+    """The report's other case (418 jobs run, no id in ``workers``): our heartbeat every 60 s,
+    the Ruby apps' Resque.prune_interval 10 s, so every Ruby prune removes our live ids by
+    heartbeat age. Here scaled down (3 s vs 1 s): the next beat puts them back and the log says
+    which setting to line up."""
+    w = workers([f"QUEUE={QUEUES}", "FIBERS=2"], {"RESQUE_HEARTBEAT_INTERVAL": "3"})
+    w.wait_registered(r, 2)
+    peer = start_peer(heartbeat=1, prune_interval=1, every=1)
+    try:
+        wait_until(lambda: not [x for x in r.smembers("resque:workers") if f":{w.pid}:" in x], 15,
+                   "the peer to prune our live ids", alive=w)
+        w.wait_registered(r, 2, timeout=10)  # our next beat re-registers them
+    finally:
+        peer.kill()
+        peer_log = peer.communicate()[0]
+    w.signal(signal.SIGQUIT)
+    assert w.wait() == 0
+    assert f":{w.pid}:" in peer_log and "heartbeat" in peer_log
+    assert "set RESQUE_HEARTBEAT_INTERVAL to the Ruby apps' Resque.heartbeat_interval" in w.output
