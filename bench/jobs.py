@@ -13,12 +13,17 @@ import time
 from typing import Any, Dict, List
 
 import redis
+from gevent import getcurrent
 
 from resque_compat import db, http
 from resque_compat.registry import job
 
 _latencies: List[float] = []
 _window = {"first_start": 0.0, "last_end": 0.0, "first_end": 0.0}
+#: The pick-up cycle (issue 17 req 2): per slot (its greenlet), the time from the end of one
+#: job's body to the start of that slot's next job's body, all of it queue overhead.
+_slot_end: Dict[Any, float] = {}
+_cycles: List[float] = []
 #: W1's job body talks to Redis as a user's job would with plain redis-py: its own client on the
 #: same URL as the worker (bench/run.py sets REDIS_URL), made on first use.
 _redis: Dict[str, Any] = {}
@@ -29,12 +34,16 @@ COUNTER = "bench:counter"
 def _start(enqueued_at: float) -> None:
     now = time.time()
     _latencies.append(now - enqueued_at)
+    previous = _slot_end.get(getcurrent())
+    if previous is not None:
+        _cycles.append(now - previous)
     if not _window["first_start"]:
         _window["first_start"] = now
 
 
 def _end() -> None:
     _window["last_end"] = now = time.time()
+    _slot_end[getcurrent()] = now
     if not _window["first_end"]:
         _window["first_end"] = now  # start-up: spawn -> first job done (bench/run.py)
 
@@ -132,6 +141,10 @@ def summary() -> Dict[str, Any]:
         "jobs": len(_latencies),
         "pickup_p50_ms": percentile(_latencies, 0.50) * 1000,
         "pickup_p99_ms": percentile(_latencies, 0.99) * 1000,
+        "cycles": len(_cycles),
+        "cycle_mean_ms": sum(_cycles) / len(_cycles) * 1000 if _cycles else 0.0,
+        "cycle_p50_ms": percentile(_cycles, 0.50) * 1000,
+        "cycle_p99_ms": percentile(_cycles, 0.99) * 1000,
         "window_s": max(0.0, _window["last_end"] - _window["first_start"]),
         "first_start": _window["first_start"],  # absolute, to merge processes of one run
         "last_end": _window["last_end"],

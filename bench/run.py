@@ -156,7 +156,17 @@ def throughput(r: redis.Redis, w: Dict[str, Any], env: Dict[str, str], url: str)
     window = data["window_s"] or wall
     return dict(jobs_s=w["jobs"] / window, cpu_per_1000=(cpu - idle_cpu) / w["jobs"] * 1000,
                 rss=data["peak_rss_mb"], max_redis=max_redis, max_mysql=max_mysql, wall=wall,
-                startup=data["first_end"] - data["spawned"])
+                startup=data["first_end"] - data["spawned"], cycle_mean_ms=data["cycle_mean_ms"],
+                cycle_p50_ms=data["cycle_p50_ms"], cycle_p99_ms=data["cycle_p99_ms"])
+
+
+def cycle(r: redis.Redis, w: Dict[str, Any], env: Dict[str, str], url: str) -> Dict[str, Any]:
+    """The pick-up cycle of a drain, taken apart by bench/cycle.py (a separate run: its timing
+    wrappers cost a little CPU)."""
+    r.flushdb()
+    fill(r, w["cls"], w["jobs"], url)
+    _, _, data = run_process(worker_args(w, "0") + ["-r", "bench/cycle.py"], env)
+    return data
 
 
 def floor(w: Dict[str, Any], env: Dict[str, str], url: str) -> Dict[str, Any]:
@@ -259,6 +269,7 @@ def main() -> None:
         env.pop(name, None)
     rows = []
     node_rows: List[str] = []
+    cycle_rows: List[str] = []
     node_runs: Dict[str, Dict[str, Any]] = {}
     jobs_s: Dict[str, float] = {}
     host_rows: List[Dict[str, Any]] = []
@@ -289,6 +300,13 @@ def main() -> None:
                    f"{t['cpu_per_1000'] - f['cpu_per_1000']:.3f} | {t['max_mysql']} | {t['max_redis']} |")
             print(row, flush=True)
             rows.append(row)
+            if w["cls"] in CYCLE_CLASSES and w.get("processes", 1) == 1:
+                c = cycle(r, w, env_w, url)
+                b = c.get("breakdown_ms", {})
+                line = (f"| {label} | {t['cycle_mean_ms']:.2f} / {t['cycle_p50_ms']:.2f} / {t['cycle_p99_ms']:.2f} | "
+                        + " | ".join(f"{b.get(k, 0.0):.2f}" for k in CYCLE_STEPS) + " |")
+                cycle_rows.append(line)
+                print(f"  pick-up cycle: {line}", flush=True)
             if w.get("node") and not node_missing:
                 kind = w["node"]
                 if kind not in node_runs:  # W1r, W1c and W1s share one node-resque run
@@ -314,6 +332,8 @@ def main() -> None:
               f"p99 {late['p99_late_ms']:.1f} ms")
         if node_rows:
             print(f"\n{NODE_HEADER}\n" + "\n".join(node_rows))
+        if cycle_rows:
+            print(f"\n{CYCLE_HEADER}\n" + "\n".join(cycle_rows))
         print(f"load at end: {load()}")
     finally:
         endpoint.terminate()
@@ -325,7 +345,11 @@ def main() -> None:
         if node_rows:
             fh.write(f"\nbeside {node_resque.version()} (one process, the same job bodies and "
                      f"concurrency):\n\n{NODE_HEADER}\n|{'---|' * 8}\n" + "\n".join(node_rows) + "\n")
-        elif node_missing:
+        if cycle_rows:
+            fh.write(f"\npick-up cycle (a slot's job body ended -> its next job body started; steps from "
+                     f"a second run with bench/cycle.py):\n\n{CYCLE_HEADER}\n|{'---|' * 6}\n"
+                     + "\n".join(cycle_rows) + "\n")
+        if node_missing:
             fh.write(f"\nnode-resque rows left out: {node_missing}\n")
         if host_rows:
             fh.write(f"\nmulti-host (Bench::Noop x{HOST_JOBS // (10 if opts.quick else 1)}, each host a pool "
@@ -333,6 +357,11 @@ def main() -> None:
                      f"|{'---|' * 7}\n" + "\n".join(host_row(h) for h in host_rows) + "\n")
 
 
+#: Workloads whose pick-up cycle is taken apart (the ones that wait on I/O, issue 17 req 2).
+CYCLE_CLASSES = ("Bench::Callback", "Bench::CallbackSleep")
+CYCLE_STEPS = ("to_reserve", "to_trip", "trip", "to_start")
+CYCLE_HEADER = ("| workload | cycle ms mean / p50 / p99 | end -> reserve | reserve -> trip starts | "
+                "trip | reply -> job starts |")
 NODE_HEADER = ("| workload | jobs/s | node-resque jobs/s | x node-resque | x floor | "
                "start-up s (ours / node) | CPU ms/job (ours / node / floor) | peak RSS MB (ours / node) |")
 

@@ -11,7 +11,7 @@ import os
 import signal
 import socket
 import time
-from typing import Callable, List, Optional, Set
+from typing import TYPE_CHECKING, Callable, List, Optional, Set
 
 import gevent
 import redis
@@ -31,7 +31,6 @@ from resque_compat import (
 from resque_compat import redis as job_redis
 from resque_compat.errors import ConfigurationError, JobKilled, TermException
 from resque_compat.failures import notifier_for
-from resque_compat.metrics import recorder as metrics
 from resque_compat.retry_failures import suppression_for
 from resque_compat.runtime import pause  # noqa: F401  resque-pause's push-back, @job(pause=True)
 from resque_compat.runtime.autoscale import Autoscaler, db_headroom
@@ -46,6 +45,9 @@ from resque_compat.version import RESQUE_VERSION
 from resque_compat.wire import codec, records
 from resque_compat.wire.keys import Keys
 from resque_compat.wire.queues import QueueList
+
+if TYPE_CHECKING:
+    from resque_compat.metrics.recorder import Metrics
 
 log = logging.getLogger("resque_compat.runner")
 
@@ -106,7 +108,12 @@ class Runner:
         )
         #: --statsd / --graphite / --metrics-port (binds the port now: a busy one fails start-up);
         #: every slot, autoscaled ones too, reports each ended job to it. None = off, no cost.
-        self.metrics = metrics.for_runner(self)
+        self.metrics: Optional[Metrics] = None
+        if settings.statsd or settings.graphite or settings.metrics_port:
+            # Imported only when asked for: most workers run without, and start-up counts.
+            from resque_compat.metrics import recorder
+
+            self.metrics = recorder.for_runner(self)
         # FIBERS=MIN..MAX starts MIN slots; the autoscaler adds and retires them while running.
         self.workers: List[Worker] = [self._new_worker(slot) for slot in range(settings.effective_fibers_min)]
         self.ids = [w.id for w in self.workers]
