@@ -80,3 +80,34 @@ def shape(command: List[str]) -> List[str]:
     if out[1] == "EXPIRE":
         out[-1] = "<lock timeout>"
     return out
+
+
+# -- the doctor's states (fixtures/ruby-interop/doctor.json) ---------------------------------------
+
+#: a pid made up for the doctor's own host (tests.doctor_states.HOST), in ids and lock values
+DOCTOR_PID = re.compile(r"(?<![\w.-])doctorhost:\d+")
+DEAD_PID = re.compile(r"pid \d+ is dead")
+
+
+def normal_state(value: Any) -> Any:
+    """A dump, a Ruby probe's report or a line of output with times (tests.keyspace's patterns)
+    and the pids made up for ``doctorhost`` replaced by placeholders; keys too."""
+    from tests.keyspace import TIME_PATTERNS, map_strings
+
+    def fix(text: str) -> str:
+        text = DEAD_PID.sub("pid <pid> is dead", DOCTOR_PID.sub("doctorhost:<pid>", text))
+        for pattern, placeholder in TIME_PATTERNS:
+            text = pattern.sub(placeholder, text)
+        return text
+
+    return map_strings(value, fix)
+
+
+def write_record(path: str, record: Dict[str, Any]) -> None:
+    """A capture's JSON, as the fixtures keep it (one space indent, UTF-8, final newline)."""
+    import json
+
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(record, fh, ensure_ascii=False, indent=1)
+        fh.write("\n")
+    print(f"wrote {path}")
