@@ -14,11 +14,19 @@ to a running worker (pickup latency, enqueue -> start). The floor runs the same 
 bare greenlets. A private redis-server is started so Redis numbers are ours alone. Figures
 vary between runs on a shared 2-core machine: compare ratios within one run.
 
-``python bench/run.py [--quick] [--only W1,W2,W4x2] [--hosts 1,2,4]``
+Issue 17 adds W1r (each job one INCR through redis-py, function job), W1c (the same as a class
+job), W1s (the INCR through resque_compat.redis, auto-pipelined) and W3s (W2 + SELECT
+SLEEP(0.005) through DB_POOL=20), and node-resque (bench/node_resque.py) running the same job
+bodies beside W1, W1r, W2 and W3s: a second table gives our jobs/s as a ratio of node-resque's
+and of the floor's, start-up (spawn -> first job done) and CPU per job of all three. The
+package is byte-compiled first, as pip does when it installs it.
+
+``python bench/run.py [--quick] [--only W1,W2,W4x2] [--hosts 1,2,4] [--no-node]``
 """
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -37,6 +45,7 @@ import redis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from bench import node_resque  # noqa: E402
 from bench.scale import merge_outputs, multi_host, run_processes  # noqa: E402
 
 PY = sys.executable
@@ -44,10 +53,15 @@ BENCH_DB = "resque_bench"
 MYSQL = dict(host="127.0.0.1", port=3306, user="root", password="")
 
 WORKLOADS = {
-    "W1": dict(cls="Bench::Noop", jobs=20000, fibers=100, ideal=None, db=False),
-    "W2": dict(cls="Bench::Callback", jobs=5000, fibers=100, ideal=1000, db=False),
+    "W1": dict(cls="Bench::Noop", jobs=20000, fibers=100, ideal=None, db=False, node="noop"),
+    "W2": dict(cls="Bench::Callback", jobs=5000, fibers=100, ideal=1000, db=False, node="callback"),
     "W3": dict(cls="Bench::CallbackDb", jobs=5000, fibers=100, ideal=1000, db=True),
     "W4": dict(cls="Bench::Callback", jobs=20000, fibers=1000, ideal=10000, db=False),
+    # Issue 17's workloads, each beside node-resque doing the same work (bench/node/worker.js).
+    "W1r": dict(cls="Bench::Incr", jobs=20000, fibers=100, ideal=None, db=False, node="incr"),
+    "W1c": dict(cls="Bench::IncrClass", jobs=20000, fibers=100, ideal=None, db=False, node="incr"),
+    "W1s": dict(cls="Bench::IncrShared", jobs=20000, fibers=100, ideal=None, db=False, node="incr"),
+    "W3s": dict(cls="Bench::CallbackSleep", jobs=5000, fibers=100, ideal=1000, db=True, node="callback_sleep"),
     "W2x2": dict(cls="Bench::Callback", jobs=5000, fibers=100, ideal=2000, db=False, processes=2),
     "W3x2": dict(cls="Bench::CallbackDb", jobs=5000, fibers=100, ideal=2000, db=True, processes=2),
     "W4x2": dict(cls="Bench::Callback", jobs=20000, fibers=1000, ideal=20000, db=False, processes=2),
@@ -137,9 +151,22 @@ def throughput(r: redis.Redis, w: Dict[str, Any], env: Dict[str, str], url: str)
     max_redis, max_mysql = sampler.stop()
     assert int(r.get("resque:stat:processed") or 0) == w["jobs"], "not every job was processed"
     assert r.llen("resque:failed") == 0, r.lindex("resque:failed", 0)
+    if "Incr" in w["cls"]:
+        assert int(r.get("bench:counter") or 0) == w["jobs"], "an INCR went missing"
     window = data["window_s"] or wall
     return dict(jobs_s=w["jobs"] / window, cpu_per_1000=(cpu - idle_cpu) / w["jobs"] * 1000,
-                rss=data["peak_rss_mb"], max_redis=max_redis, max_mysql=max_mysql, wall=wall)
+                rss=data["peak_rss_mb"], max_redis=max_redis, max_mysql=max_mysql, wall=wall,
+                startup=data["first_end"] - data["spawned"], cycle_mean_ms=data["cycle_mean_ms"],
+                cycle_p50_ms=data["cycle_p50_ms"], cycle_p99_ms=data["cycle_p99_ms"])
+
+
+def cycle(r: redis.Redis, w: Dict[str, Any], env: Dict[str, str], url: str) -> Dict[str, Any]:
+    """The pick-up cycle of a drain, taken apart by bench/cycle.py (a separate run: its timing
+    wrappers cost a little CPU)."""
+    r.flushdb()
+    fill(r, w["cls"], w["jobs"], url)
+    _, _, data = run_process(worker_args(w, "0") + ["-r", "bench/cycle.py"], env)
+    return data
 
 
 def floor(w: Dict[str, Any], env: Dict[str, str], url: str) -> Dict[str, Any]:
@@ -217,10 +244,16 @@ def endpoint_lateness(port: int) -> Dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a tenth of the jobs (smoke test)")
-    parser.add_argument("--only", default="W1,W2,W3,W4,W2x2,W3x2,W4x2")
+    parser.add_argument("--only", default="W1,W1r,W1c,W1s,W2,W3,W3s,W4,W2x2,W3x2,W4x2")
+    parser.add_argument("--no-node", action="store_true", help="leave out the node-resque rows")
     parser.add_argument("--hosts", default="1,2,4", help="pools in the multi-host simulation ('' = skip)")
     parser.add_argument("--results", default=os.path.join(ROOT, "bench", "results.md"))
     opts = parser.parse_args()
+    # An installed package has its .pyc files; a checkout under PYTHONDONTWRITEBYTECODE would
+    # compile every module at each start, which is not what start-up means here.
+    compileall.compile_dir(os.path.join(ROOT, "resque_compat"), quiet=1)
+    compileall.compile_dir(os.path.join(ROOT, "bench"), quiet=1, maxlevels=0)
+    node_missing = "--no-node given" if opts.no_node else node_resque.available()
 
     mysql = pymysql.connect(**MYSQL)
     with mysql.cursor() as cur:
@@ -235,9 +268,13 @@ def main() -> None:
     for name in ("QUEUE", "QUEUES", "FIBERS", "INTERVAL", "VERBOSE", "VVERBOSE", "PROCESSES", "HOSTNAME"):
         env.pop(name, None)
     rows = []
+    node_rows: List[str] = []
+    cycle_rows: List[str] = []
+    node_runs: Dict[str, Dict[str, Any]] = {}
     jobs_s: Dict[str, float] = {}
     host_rows: List[Dict[str, Any]] = []
     print(f"machine: {machine()}")
+    print(f"load at start: {load()}")
     header = ("| workload | jobs/s | ideal % | floor jobs/s | pickup p50/p99 ms | peak RSS MB | "
               "CPU s/1000 jobs | floor CPU s/1000 | overhead ms/job | max MySQL | max Redis |")
     print(header)
@@ -263,6 +300,23 @@ def main() -> None:
                    f"{t['cpu_per_1000'] - f['cpu_per_1000']:.3f} | {t['max_mysql']} | {t['max_redis']} |")
             print(row, flush=True)
             rows.append(row)
+            if w["cls"] in CYCLE_CLASSES and w.get("processes", 1) == 1:
+                c = cycle(r, w, env_w, url)
+                b = c.get("breakdown_ms", {})
+                line = (f"| {label} | {t['cycle_mean_ms']:.2f} / {t['cycle_p50_ms']:.2f} / {t['cycle_p99_ms']:.2f} | "
+                        + " | ".join(f"{b.get(k, 0.0):.2f}" for k in CYCLE_STEPS) + " |")
+                cycle_rows.append(line)
+                print(f"  pick-up cycle: {line}", flush=True)
+            if w.get("node") and not node_missing:
+                kind = w["node"]
+                if kind not in node_runs:  # W1r, W1c and W1s share one node-resque run
+                    node_runs[kind] = node_resque.throughput(
+                        kind, w["jobs"], w["fibers"], url, env_w, redis_port,
+                        fill=lambda n, k=kind: fill(r, node_resque.CLASSES[k], n, url), flush=r.flushdb)
+                    if kind == "incr":
+                        assert int(r.get("bench:counter") or 0) == w["jobs"], "node-resque lost an INCR"
+                node_rows.append(node_row(label, t, f, node_runs[kind]))
+                print(f"  vs node-resque: {node_rows[-1]}", flush=True)
         hosts = [int(h) for h in opts.hosts.split(",") if h.strip()]
         if hosts:
             pool = dict(fibers=HOST_FIBERS, processes=HOST_PROCESSES)
@@ -276,6 +330,11 @@ def main() -> None:
         late = endpoint_lateness(port)
         print(f"endpoint: {late['requests']} requests, lateness max {late['max_late_ms']:.1f} ms, "
               f"p99 {late['p99_late_ms']:.1f} ms")
+        if node_rows:
+            print(f"\n{NODE_HEADER}\n" + "\n".join(node_rows))
+        if cycle_rows:
+            print(f"\n{CYCLE_HEADER}\n" + "\n".join(cycle_rows))
+        print(f"load at end: {load()}")
     finally:
         endpoint.terminate()
         redis_proc.terminate()
@@ -283,10 +342,40 @@ def main() -> None:
         fh.write(f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}{' (quick)' if opts.quick else ''}\n\n")
         fh.write(f"machine: {machine()}\n\n{header}\n|{'---|' * 11}\n" + "\n".join(rows) + "\n\n")
         fh.write(f"endpoint lateness: max {late['max_late_ms']:.1f} ms, p99 {late['p99_late_ms']:.1f} ms\n")
+        if node_rows:
+            fh.write(f"\nbeside {node_resque.version()} (one process, the same job bodies and "
+                     f"concurrency):\n\n{NODE_HEADER}\n|{'---|' * 8}\n" + "\n".join(node_rows) + "\n")
+        if cycle_rows:
+            fh.write(f"\npick-up cycle (a slot's job body ended -> its next job body started; steps from "
+                     f"a second run with bench/cycle.py):\n\n{CYCLE_HEADER}\n|{'---|' * 6}\n"
+                     + "\n".join(cycle_rows) + "\n")
+        if node_missing:
+            fh.write(f"\nnode-resque rows left out: {node_missing}\n")
         if host_rows:
             fh.write(f"\nmulti-host (Bench::Noop x{HOST_JOBS // (10 if opts.quick else 1)}, each host a pool "
                      f"of {HOST_PROCESSES} x FIBERS={HOST_FIBERS}, one private Redis):\n\n{HOST_HEADER}\n"
                      f"|{'---|' * 7}\n" + "\n".join(host_row(h) for h in host_rows) + "\n")
+
+
+#: Workloads whose pick-up cycle is taken apart (the ones that wait on I/O, issue 17 req 2).
+CYCLE_CLASSES = ("Bench::Callback", "Bench::CallbackSleep")
+CYCLE_STEPS = ("to_reserve", "to_trip", "trip", "to_start")
+CYCLE_HEADER = ("| workload | cycle ms mean / p50 / p99 | end -> reserve | reserve -> trip starts | "
+                "trip | reply -> job starts |")
+NODE_HEADER = ("| workload | jobs/s | node-resque jobs/s | x node-resque | x floor | "
+               "start-up s (ours / node) | CPU ms/job (ours / node / floor) | peak RSS MB (ours / node) |")
+
+
+def node_row(label: str, t: Dict[str, Any], f: Dict[str, Any], nd: Dict[str, Any]) -> str:
+    return (f"| {label} | {t['jobs_s']:.0f} | {nd['jobs_s']:.0f} | {t['jobs_s'] / nd['jobs_s']:.2f} | "
+            f"{t['jobs_s'] / f['jobs_s']:.2f} | {t['startup']:.3f} / {nd['startup']:.3f} | "
+            f"{t['cpu_per_1000']:.3f} / {nd['cpu_per_1000']:.3f} / {f['cpu_per_1000']:.3f} | "
+            f"{t['rss']:.0f} / {nd['rss']:.0f} |")
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} ({os.cpu_count()} cores)"
 
 
 HOST_HEADER = ("| hosts (pools) | worker processes | jobs/s | Redis CPU % of one core | "

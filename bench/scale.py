@@ -44,6 +44,7 @@ def run_processes(commands: Sequence[List[str]], env: Dict[str, str], cwd: str) 
             raise SystemExit(f"benchmark process failed ({status}): {' '.join(args)}")
     wall = time.time() - started
     data = merge_outputs(outdir)
+    data["spawned"] = started  # start-up = first_end - spawned
     shutil.rmtree(outdir, ignore_errors=True)
     return wall, cpu, data
 
@@ -63,6 +64,12 @@ def merge_outputs(outdir: str) -> Dict[str, Any]:
         "pickup_p50_ms": sum(p["pickup_p50_ms"] * p["jobs"] for p in busy) / jobs if jobs else 0.0,
         "pickup_p99_ms": max((p["pickup_p99_ms"] for p in busy), default=0.0),
         "peak_rss_mb": max((p["peak_rss_mb"] for p in parts), default=0.0),
+        "first_end": min((p["first_end"] for p in busy if p.get("first_end")), default=0.0),
+        # The pick-up cycle: jobs-weighted means, worst p99; bench/cycle.py's steps if loaded.
+        "cycle_mean_ms": sum(p.get("cycle_mean_ms", 0.0) * p["jobs"] for p in busy) / jobs if jobs else 0.0,
+        "cycle_p50_ms": sum(p.get("cycle_p50_ms", 0.0) * p["jobs"] for p in busy) / jobs if jobs else 0.0,
+        "cycle_p99_ms": max((p.get("cycle_p99_ms", 0.0) for p in busy), default=0.0),
+        "breakdown_ms": busy[0].get("breakdown_ms", {}) if len(busy) == 1 else {},
     }
 
 

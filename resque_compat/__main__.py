@@ -4,7 +4,6 @@ gevent must patch the standard library before redis, ssl or requests are importe
 created by them would block the whole process (and gevent warns about ssl).
 """
 import os
-from importlib import metadata
 
 
 def _reopen_standard_fds() -> None:
@@ -24,23 +23,14 @@ def _reopen_standard_fds() -> None:
 
 
 def _patch_gevent() -> None:
-    """``monkey.patch_all()`` with one scan of the installed distributions instead of 26.
-
-    gevent asks ``importlib.metadata.entry_points(group=...)`` for plugins before and after
-    patching each module, and each call reads every distribution's metadata: about a tenth of
-    the worker's start-up (issue 17 req 6). The answers cannot change during the call, so one
-    scan serves them all; the real function is put back afterwards.
-    """
+    """``monkey.patch_all()``, with one scan of the installed distributions for gevent's
+    plugin look-ups instead of 26 (resque_compat.common.plugin_scan)."""
     from gevent import monkey
 
-    scan = metadata.entry_points
-    every = scan()
-    # gevent passes group= on Python 3.10+ (EntryPoints.select) and nothing on 3.9 (a dict).
-    metadata.entry_points = lambda **params: every.select(**params) if params else every  # type: ignore[assignment]
-    try:
+    from resque_compat.common.plugin_scan import one_scan
+
+    with one_scan():
         monkey.patch_all()
-    finally:
-        metadata.entry_points = scan
 
 
 _reopen_standard_fds()

@@ -48,7 +48,9 @@ class Resque:
         try:
             self.redis.ping()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            where = "" if "://" in str(exc) else f" at {redact(self.url) if self.url else self.redis}"
+            url = redact(self.url) if self.url else str(self.redis)
+            # Our timeouts name the address; say the URL too unless it is that address (Sentinel).
+            where = "" if url.split("?")[0] in str(exc) else f" at {url}"
             raise RedisUnavailable(f"cannot reach Redis{where}: {exc}; check --redis / REDIS_URL") from None
         except redis.RedisError as exc:  # DB index out of range, bad password, not a Redis port
             raise RedisUnavailable(

@@ -52,6 +52,18 @@ def _int(name: str, minimum: int = 0, maximum: Optional[int] = None) -> Callable
     return parse
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(name: str) -> Callable[[str], float]:
+    """Seconds, or a number with s, m, h or d (``72h``)."""
+    def parse(text: str) -> float:
+        value = str(text).strip().lower()
+        unit = _UNITS.get(value[-1:], 0)
+        return _float(name, 1.0)(value[:-1] if unit else value) * (unit or 1)
+    return parse
+
+
 def _flag(text: str) -> bool:
     """Ruby checks these with ``ENV['VERBOSE']`` truthiness: any non-empty value but 0/false."""
     return str(text).strip().lower() not in ("", "0", "false", "no", "off")
@@ -197,7 +209,10 @@ SETTINGS: Tuple[Setting, ...] = (
             "in-flight jobs get after TERM/INT before they are killed and recorded as failures "
             "(default 4.0).", "--term-timeout", "SECONDS"),
     Setting("REDIS_POOL", "redis_pool", _int("REDIS_POOL", 2), "Most Redis connections the "
-            "process opens for jobs and bookkeeping (default min(FIBERS, 16) + 4).", "--redis-pool", "N"),
+            "process opens for jobs and bookkeeping (default min(FIBERS, 16) + 4); "
+            "resque_compat.redis has a pool of its own of the same size.", "--redis-pool", "N"),
+    Setting("JOB_REDIS_URL", "job_redis_url", str, "Redis of resque_compat.redis.client(), the "
+            "auto-pipelined client for job bodies (default: REDIS_URL).", "--job-redis-url", "URL"),
     Setting("DATABASE_URL", "database_url", str, "mysql://user:pass@host:port/db for the "
             "shared MySQL pool (resque_compat.db); unset = no pool.", "--database-url", "URL"),
     Setting("DB_POOL", "db_pool", _int("DB_POOL", 1), "MySQL connections shared by all "
@@ -210,6 +225,13 @@ SETTINGS: Tuple[Setting, ...] = (
             "pruner does with a dead worker's job: fail = a Resque::DirtyExit failure entry "
             "(Ruby's behaviour, default); requeue = push it back to the head of its queue "
             "(at-least-once: it may run twice).", "--dirty-exit", "fail|requeue"),
+    Setting("DIRTY_EXIT_MAX", "dirty_exit_max", _int("DIRTY_EXIT_MAX"), "With DIRTY_EXIT=requeue: "
+            "a job that crashed its worker this many times within DIRTY_EXIT_WINDOW becomes a "
+            "Resque::DirtyExit failure instead (default 3; 0 = requeue for ever).",
+            "--dirty-exit-max", "N"),
+    Setting("DIRTY_EXIT_WINDOW", "dirty_exit_window", _duration("DIRTY_EXIT_WINDOW"), "How long "
+            "crashes are remembered for DIRTY_EXIT_MAX: seconds, or 30m, 72h, 7d (default 72h).",
+            "--dirty-exit-window", "DURATION"),
     Setting("JOB_TIMEOUT", "job_timeout", _float("JOB_TIMEOUT"), "Default time limit of a job "
             "in seconds (0 = none; @job(timeout=...) overrides); a job over it is stopped and "
             "recorded as a failure.", "--job-timeout", "SECONDS"),
@@ -334,11 +356,14 @@ class Settings:
     prune_interval: Optional[float] = None
     term_timeout: float = 4.0
     redis_pool: Optional[int] = None
+    job_redis_url: Optional[str] = None
     database_url: Optional[str] = None
     db_pool: int = 20
     db_pool_timeout: float = 10.0
     http_timeout: Tuple[float, float] = (5.0, 30.0)
     dirty_exit: str = "fail"
+    dirty_exit_max: int = 3
+    dirty_exit_window: float = 72 * 3600.0
     job_timeout: float = 0.0
     hub_block_threshold: float = 1.0
     max_jobs: int = 0
@@ -450,6 +475,12 @@ class Settings:
                 f"REDIS_URL={DEFAULT_REDIS_URL} (got {self.redis_url!r})"
             )
         _check_redis_db(str(self.redis_url))
+        if self.job_redis_url is not None:
+            if not str(self.job_redis_url).startswith(_REDIS_SCHEMES):
+                raise ConfigurationError(
+                    f"JOB_REDIS_URL must start with {', '.join(_REDIS_SCHEMES)}, e.g. "
+                    f"JOB_REDIS_URL={DEFAULT_REDIS_URL} (got {self.job_redis_url!r})")
+            _check_redis_db(str(self.job_redis_url))
         for setting in SETTINGS:
             value = getattr(self, setting.field)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -565,12 +596,13 @@ def testing_redis_url(environ: Optional[Mapping[str, str]] = None) -> Optional[s
 
 def connection_settings(options: Optional[Mapping[str, Any]] = None,
                         environ: Optional[Mapping[str, str]] = None) -> Settings:
-    """Settings for client commands (enqueue, info, failed, ...): only REDIS_URL,
-    RESQUE_NAMESPACE, FAILURE_BACKEND, RESQUE_PY_FAILURE_BACKEND (which failure lists the admin
-    commands read, as the workers write them) and RUBY_JSON (how floats are written) are read, so
-    another worker setting in the environment cannot break them."""
+    """Settings for client commands (enqueue, info, failed, ...): only REDIS_URL, JOB_REDIS_URL
+    (resque_compat.redis outside a worker), RESQUE_NAMESPACE, FAILURE_BACKEND,
+    RESQUE_PY_FAILURE_BACKEND (which failure lists the admin commands read, as the workers
+    write them) and RUBY_JSON (how floats are written) are read, so another worker setting in
+    the environment cannot break them."""
     environ = os.environ if environ is None else environ
-    wanted = {k: environ[k] for k in ("REDIS_URL", "RESQUE_NAMESPACE", "FAILURE_BACKEND",
+    wanted = {k: environ[k] for k in ("REDIS_URL", "JOB_REDIS_URL", "RESQUE_NAMESPACE", "FAILURE_BACKEND",
                                         "RESQUE_PY_FAILURE_BACKEND", "RUBY_JSON")
               if k in environ}
     return Settings.load((), options, wanted)

@@ -150,6 +150,6 @@ def test_top_level_holds_only_what_users_import_or_run():
                     "doctor")}
     user_facing = {"resque_compat." + m for m in
                    ("__main__", "version", "errors", "settings", "log", "client", "registry", "hooks",
-                    "db", "http", "activejob", "retry", "failures", "status", "triage", "retry_failures",
+                    "db", "http", "redis", "activejob", "retry", "failures", "status", "triage", "retry_failures",
                     "loner", "lock", "testing")}
     assert top - subpackages - user_facing == set()

@@ -424,3 +424,23 @@ def test_deliver_of_a_missing_row_says_so(pool, jobs):
     pool(size=1)
     with pytest.raises(jobs.CallbackNotFound, match="424242"):
         jobs.deliver(424242)
+
+
+def _session_rollbacks(conn: Any) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SHOW SESSION STATUS LIKE 'Com_rollback'")
+        return int(cur.fetchone()[1])
+
+
+def test_cursor_commits_and_skips_the_useless_rollback_connection_rolls_back(pool):
+    """One connection (size=1), so each block gets the same MySQL session and its own
+    Com_rollback counter: cursor() has just committed, so giving the connection back sends no
+    ROLLBACK (issue 17); connection() without a commit is rolled back, so the next borrower
+    never inherits its transaction."""
+    pool(size=1)
+    with db.cursor() as cur:
+        cur.execute("SELECT 1")
+    with db.connection() as conn:
+        assert _session_rollbacks(conn) == 0
+    with db.connection() as conn:  # the previous block did not commit: it was rolled back
+        assert _session_rollbacks(conn) == 1

@@ -16,6 +16,7 @@ from gevent.server import StreamServer
 
 from resque_compat.cli.main import main
 from resque_compat.client import Resque
+from resque_compat.runtime.heartbeat import store_factory
 from resque_compat.store import timeouts
 from resque_compat.store.connection import connect
 from tests.conftest import REDIS_HOST, REDIS_PORT, ROOT
@@ -64,6 +65,11 @@ def test_defaults_are_5s_to_connect_and_10s_per_reply_and_the_url_overrides_them
     pool = connect("redis+sentinel://127.0.0.1:1/mymaster/0?socket_timeout=7").connection_pool
     assert pool.connection_class is timeouts.BoundedSentinelConnection
     assert (pool.connection_kwargs["socket_connect_timeout"], pool.connection_kwargs["socket_timeout"]) == (5.0, 7.0)
+    # The heartbeat thread's own client and the clients of the commands come from connect() too.
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/0?socket_timeout=3"
+    for client in (store_factory(url, "resque")().redis, Resque.from_url(url).redis):
+        assert client.connection_pool.connection_class is timeouts.BoundedConnection
+        assert client.connection_pool.connection_kwargs["socket_timeout"] == 3.0
 
 
 @pytest.mark.parametrize("query", ["socket_timeout=0", "socket_connect_timeout=-1"])
@@ -76,7 +82,7 @@ def test_each_bound_says_where_and_what_timed_out_and_is_counted(silent, full_ba
     before = dict(timeouts.TIMEOUTS)
     cases = [
         (f"redis://127.0.0.1:{silent}/0?socket_timeout=0.2", "read",
-         f"no reply from redis://127.0.0.1:{silent}/0 within 0.2s (socket_timeout in REDIS_URL)"),
+         f"no reply from redis://127.0.0.1:{silent}/0 within 0.2s (socket_timeout in the Redis URL)"),
         (f"rediss://127.0.0.1:{silent}/0?socket_connect_timeout=0.2", "tls",
          f"the TLS handshake with rediss://127.0.0.1:{silent}/0 timed out after 0.2s (socket_connect_timeout"),
         (f"redis://127.0.0.1:{full_backlog}/0?socket_connect_timeout=0.2", "connect",
@@ -141,3 +147,15 @@ def test_rediss_to_a_plain_redis_port_prints_one_line_and_exits_1_after_the_5s_b
 def test_ping_names_the_url_when_the_error_does_not(r):
     with pytest.raises(Exception, match=r"cannot reach Redis at redis://127\.0\.0\.1:1/0: .*refused"):
         Resque.from_url("redis://127.0.0.1:1/0").ping()
+
+
+def test_silent_sentinels_time_out_in_one_line_naming_each(r, silent, capsys, monkeypatch):
+    for name in CLI_ENV:
+        monkeypatch.delenv(name, raising=False)
+    url = f"redis+sentinel://127.0.0.1:{silent},127.0.0.1:{silent}/mymaster/0?socket_connect_timeout=0.2"
+    assert main(["info", "--redis", url]) == 1
+    line = one_line_error(capsys.readouterr().err)
+    assert line.startswith(f"resque-py: cannot reach Redis at {url}: No master found for 'mymaster' : "
+                           f"Sentinel 127.0.0.1:{silent} - RedisTimeout('no reply from redis://127.0.0.1:{silent}/0 "
+                           "within 0.2s"), line
+    assert line.count("Sentinel 127.0.0.1") == 2 and len(line) < 600, line

@@ -137,10 +137,11 @@ class Fetcher:
         return result.get()
 
     def done_working(self, job: Job, worker_id: str, failure: Optional[str] = None,
-                     suppressed: bool = False) -> None:
-        """Ruby's ``report_failed_job`` (if ``failure``, or only counted if ``suppressed``) and
-        ``done_working``, on the next trip."""
-        self._endings.append(_Ending(Done(worker_id, failure, job.queue, suppressed), job.record))
+                     suppressed: bool = False, counted: bool = True) -> None:
+        """Ruby's ``report_failed_job`` (if ``failure``, or only counted if ``suppressed``;
+        ``counted=False``: listed but not in ``stat:failed``) and ``done_working``, on the
+        next trip."""
+        self._endings.append(_Ending(Done(worker_id, failure, job.queue, suppressed, counted), job.record))
         self.in_flight -= 1
         self._wake.set()
 

@@ -7,6 +7,8 @@ import os
 import time
 from typing import Any, Callable, Dict, List
 
+from resque_compat.common.plugin_scan import one_scan
+
 log = logging.getLogger("resque_compat.runner")  # the logger name operators already filter on
 
 
@@ -46,4 +48,5 @@ def monitor_hub(threshold: float, running: Callable[[], List[str]]) -> None:
     gevent.config.monitor_thread = True
     gevent.config.max_blocking_time = threshold
     zope.event.subscribers.append(on_event)
-    gevent.get_hub().start_periodic_monitoring_thread()
+    with one_scan():  # gevent looks for plugins again when its monitor thread starts
+        gevent.get_hub().start_periodic_monitoring_thread()

@@ -11,7 +11,7 @@ import os
 import signal
 import socket
 import time
-from typing import Callable, List, Optional, Set
+from typing import TYPE_CHECKING, Callable, List, Optional, Set
 
 import gevent
 import redis
@@ -28,16 +28,16 @@ from resque_compat import (
     retry,  # noqa: F401  adds the resque-retry plugin for @job(retry_limit=...) (WIRE §7.2)
     status,  # noqa: F401  adds the resque-status plugin for @job(status=True)
 )
-from resque_compat.errors import ConfigurationError, TermException
+from resque_compat import redis as job_redis
+from resque_compat.errors import ConfigurationError, JobKilled, TermException
 from resque_compat.failures import notifier_for
-from resque_compat.metrics import recorder as metrics
 from resque_compat.retry_failures import suppression_for
 from resque_compat.runtime import pause  # noqa: F401  resque-pause's push-back, @job(pause=True)
 from resque_compat.runtime.autoscale import Autoscaler, db_headroom
 from resque_compat.runtime.fetcher import Fetcher, FetcherEvents
 from resque_compat.runtime.heartbeat import HeartbeatThread, beat, store_factory
 from resque_compat.runtime.process import monitor_hub, rss_mb
-from resque_compat.runtime.pruning import prune_dead_workers, unregister_workers
+from resque_compat.runtime.pruning import dirty_exit_policy, prune_dead_workers, unregister_workers
 from resque_compat.runtime.worker import Worker
 from resque_compat.settings import Settings
 from resque_compat.store.store import Store, connect
@@ -45,6 +45,9 @@ from resque_compat.version import RESQUE_VERSION
 from resque_compat.wire import codec, records
 from resque_compat.wire.keys import Keys
 from resque_compat.wire.queues import QueueList
+
+if TYPE_CHECKING:
+    from resque_compat.metrics.recorder import Metrics
 
 log = logging.getLogger("resque_compat.runner")
 
@@ -73,6 +76,8 @@ class Runner:
         # Pools shared by every greenlet's jobs: MySQL (only with DATABASE_URL) and HTTP.
         db.configure(settings.database_url, settings.db_pool, settings.db_pool_timeout)
         http.configure(settings.fibers, *settings.http_timeout)
+        # resque_compat.redis: its own pool, so job commands never wait behind our bookkeeping.
+        job_redis.configure(settings.job_redis_url or settings.redis_url, settings.effective_redis_pool)
         codec.set_ruby_json(settings.ruby_json)  # floats in every payload we write, as the Ruby apps'
         # Jobs and plugins that enqueue share the worker's bounded pool (client.default()).
         client.set_default(client.Resque(self.store.redis, settings.namespace, settings.redis_url))
@@ -103,7 +108,12 @@ class Runner:
         )
         #: --statsd / --graphite / --metrics-port (binds the port now: a busy one fails start-up);
         #: every slot, autoscaled ones too, reports each ended job to it. None = off, no cost.
-        self.metrics = metrics.for_runner(self)
+        self.metrics: Optional[Metrics] = None
+        if settings.statsd or settings.graphite or settings.metrics_port:
+            # Imported only when asked for: most workers run without, and start-up counts.
+            from resque_compat.metrics import recorder
+
+            self.metrics = recorder.for_runner(self)
         # FIBERS=MIN..MAX starts MIN slots; the autoscaler adds and retires them while running.
         self.workers: List[Worker] = [self._new_worker(slot) for slot in range(settings.effective_fibers_min)]
         self.ids = [w.id for w in self.workers]
@@ -173,7 +183,7 @@ class Runner:
             prune_interval=self.settings.effective_prune_interval,
             lock_ttl=self.settings.heartbeat_interval,
             now=self.clock,
-            dirty_exit=self.settings.dirty_exit,
+            policy=dirty_exit_policy(self.settings),
         )
         if pruned:
             log.info("Pruned %d dead worker(s)", len(pruned))
@@ -277,7 +287,9 @@ class Runner:
     def _reregister(self) -> None:
         """After a Redis outage: heartbeat now and re-register slots a restarted Redis lost;
         then /healthz reads Redis again at once rather than at the next metrics poll."""
-        beat(self.store, self.ids, self._started_text)
+        missing = beat(self.store, self.ids, self._started_text)
+        if missing:
+            log.warning("re-registered %d worker id(s) a restarted Redis had lost", missing)
         if self.metrics is not None:
             self.metrics.poll()
 
@@ -310,13 +322,15 @@ class Runner:
         self._term_timer = gevent.spawn_later(self.settings.term_timeout, self.kill_jobs, name)
 
     def kill_jobs(self, name: str = "SIGUSR1") -> None:
-        """Raise TermException in every busy slot; each records its job as a failure."""
+        """Stop every busy slot's job; each records it as a failure and the slot goes on. USR1
+        is Ruby's child SIGKILLed (Resque::DirtyExit); TERM/INT after the grace period is
+        TERM_CHILD's Resque::TermException."""
         busy = [w for w in self.workers if w.job is not None and w.greenlet is not None]
         if busy:
             log.warning("%s: killing %d in-flight job(s)", name, len(busy))
         for w in busy:
             assert w.greenlet is not None  # busy holds only started slots
-            w.greenlet.kill(TermException(name), block=False)
+            w.greenlet.kill(JobKilled(self.pid) if name == "SIGUSR1" else TermException(name), block=False)
 
     def recycle(self, reason: str) -> None:
         """MAX_JOBS / MAX_MEMORY: stop taking jobs, finish in-flight ones, exit with code 3."""

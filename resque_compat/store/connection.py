@@ -143,8 +143,17 @@ def sentinel_pool(url: str, common: Dict[str, Any]) -> BoundedSentinelPool:
     if password:
         master_kwargs["password"] = password
     manager = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
+    # Bounded like every other socket, and named in one short phrase: redis-py's "No master
+    # found" error lists each Sentinel by its client's repr, a line of 600 characters each.
+    manager.sentinels = [_SentinelClient(connection_pool=bound(s.connection_pool)) for s in manager.sentinels]
     log.debug("Redis via Sentinel: service %s on %s", service, sentinels)
     return BoundedSentinelPool(service, manager, is_master=True, **master_kwargs)
+
+
+class _SentinelClient(redis.Redis):
+    def __repr__(self) -> str:
+        kwargs = self.connection_pool.connection_kwargs
+        return f"Sentinel {kwargs.get('host')}:{kwargs.get('port')}"
 
 
 def parse_sentinel_url(url: str) -> Tuple[List[Tuple[str, int]], str, int, str, str, Dict[str, Any]]:

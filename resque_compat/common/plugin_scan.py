@@ -1,0 +1,27 @@
+"""One scan of the installed distributions for gevent's plugin look-ups (issue 17 req 6).
+
+gevent calls ``importlib.metadata.entry_points(group=...)`` around every module ``patch_all``
+patches (26 calls) and again when its monitor thread starts, and each call reads every
+installed distribution's metadata: about a tenth of the worker's start-up. Nothing is
+installed while those calls run, so one scan can answer them all. Imports nothing but the
+standard library: ``resque_compat.__main__`` uses it before gevent has patched anything.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from importlib import metadata
+from typing import Iterator
+
+
+@contextmanager
+def one_scan() -> Iterator[None]:
+    """Within the block, ``importlib.metadata.entry_points`` answers from one scan; the real
+    function is back afterwards."""
+    scan = metadata.entry_points
+    every = scan()
+    # gevent passes group= on Python 3.10+ (EntryPoints.select) and nothing on 3.9 (a dict).
+    metadata.entry_points = lambda **params: every.select(**params) if params else every  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        metadata.entry_points = scan
