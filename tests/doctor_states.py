@@ -143,6 +143,33 @@ def every_safe_fault(r: redis.Redis) -> dict:
     return fixture
 
 
+#: Processes a state started to stand for a live worker; :func:`stop_live` ends them.
+LIVE: List[subprocess.Popen] = []
+
+
+def _live_pid() -> int:
+    """A running process whose title is no Resque worker's (Ruby's ``ps`` grep misses it)."""
+    proc = subprocess.Popen(["sleep", "300"])
+    LIVE.append(proc)
+    return proc.pid
+
+
+def stop_live() -> None:
+    while LIVE:
+        proc = LIVE.pop()
+        proc.kill()
+        proc.wait()
+
+
+def untitled_live_worker(r: redis.Redis) -> None:
+    """A live process of this host registered under its plain pid, and one under ``<pid>+1``
+    (node-resque's style): both critical, neither fixable, since they are alive."""
+    healthy(r)
+    for wid in (f"{HOST}:{_live_pid()}:critical", f"{HOST}:{_live_pid()}+1:critical"):
+        r.sadd(K.workers, wid)
+        r.hset(K.heartbeats, wid, now_beat(r))
+
+
 def _plant(plant: Callable[[redis.Redis], object]) -> Callable[[redis.Redis], object]:
     def build(r: redis.Redis) -> None:
         healthy(r)
@@ -150,10 +177,12 @@ def _plant(plant: Callable[[redis.Redis], object]) -> Callable[[redis.Redis], ob
     return build
 
 
-#: Every state shown to Ruby, by name: the key plants (on :func:`healthy`), the warnings, and
-#: all safe faults at once (also with ``--backend redis_multi_queue``, see BACKENDS).
+#: Every state shown to Ruby, by name: the key plants (on :func:`healthy`), live workers Ruby's
+#: pruner takes for dead, the warnings, and all safe faults at once (also with
+#: ``--backend redis_multi_queue``, see BACKENDS). Call :func:`stop_live` after each.
 STATES: Dict[str, Callable[[redis.Redis], object]] = {
     **{name: _plant(plant) for name, plant, _ in KEY_PLANTS},
+    "untitled_live_worker": untitled_live_worker,
     "warnings_and_notes": warnings_and_notes,
     "every_safe_fault": every_safe_fault,
     "every_safe_fault_multi_queue": every_safe_fault,
