@@ -40,6 +40,9 @@ def busy_fixture(r: redis.Redis) -> dict:
     load_keys(r, fixture["keys"])
     for wid in r.hkeys(K.heartbeats):
         r.hset(K.heartbeats, wid, now_beat(r))
+    # load_keys drops TTLs; Ruby's pruning lock had one (SET NX EX 60), and one without it is
+    # a finding of its own (pruning_lock_without_ttl).
+    r.expire(K.pruning_lock, fixture["keys"][K.pruning_lock]["ttl"])
     return fixture
 
 

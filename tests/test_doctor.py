@@ -226,3 +226,22 @@ def test_fix_routes_dirty_exits_through_the_multi_queue_backend(private):
 def test_unreachable_redis_exits_1():
     result = admin("redis://127.0.0.1:1/0", "doctor")
     assert result.exit_code == 1 and "resque-py:" in result.stderr
+
+
+def test_a_pruning_lock_without_expiry_is_critical_and_fix_deletes_it_but_not_a_live_one(private):
+    """Ruby's pruning lock is SET NX EX: one that lost its TTL stops all pruning for good."""
+    r, url = private
+    healthy(r)
+    r.set("resque:pruning_dead_workers_in_progress", "vm:77:critical")  # no EX: never expires
+    data = doctor(url)
+    assert data["exit"] == 3
+    assert checks(data, "critical") == ["pruning_lock_without_ttl"]
+    result = admin(url, "doctor", "--fix", "--hostname", HOST)
+    assert "deleted the pruning lock with no expiry (held by vm:77:critical)" in result.output
+    assert not r.exists("resque:pruning_dead_workers_in_progress")
+    assert doctor(url)["exit"] == 0
+
+    r.set("resque:pruning_dead_workers_in_progress", "vm:78:critical", ex=60)  # Ruby's own, in use
+    assert "pruning_lock_without_ttl" not in checks(doctor(url))
+    admin(url, "doctor", "--fix", "--hostname", HOST)
+    assert r.get("resque:pruning_dead_workers_in_progress") == "vm:78:critical"

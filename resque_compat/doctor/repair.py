@@ -141,6 +141,10 @@ class Repairer:
             if self.survey.delete(chunk):
                 self.done.extend(f"deleted {key}" for key in chunk)
 
+    def _pruning_lock_without_ttl(self, finding: Finding) -> None:
+        if self.survey.delete_if_equal(finding.key, finding.subject):
+            self.done.append(f"deleted the pruning lock with no expiry (held by {finding.subject})")
+
     def _dead_scheduler_lock(self, finding: Finding) -> None:
         if self.survey.delete_if_equal(finding.key, finding.subject):
             self.done.append(f"deleted the scheduler lock held by dead {finding.subject}")
