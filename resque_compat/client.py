@@ -48,10 +48,10 @@ class Resque:
         try:
             self.redis.ping()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise RedisUnavailable(
-                f"cannot reach Redis at {redact(self.url) if self.url else self.redis}: {exc}; "
-                "check --redis / REDIS_URL"
-            ) from None
+            url = redact(self.url) if self.url else str(self.redis)
+            # Our timeouts name the address; say the URL too unless it is that address (Sentinel).
+            where = "" if url.split("?")[0] in str(exc) else f" at {url}"
+            raise RedisUnavailable(f"cannot reach Redis{where}: {exc}; check --redis / REDIS_URL") from None
         except redis.RedisError as exc:  # DB index out of range, bad password, not a Redis port
             raise RedisUnavailable(
                 f"Redis at {redact(self.url) if self.url else self.redis} refused us: "

@@ -62,6 +62,15 @@ class PruneDeadWorkerDirtyExit(DirtyExit):
     ruby_name = "Resque::PruneDeadWorkerDirtyExit"
 
 
+class JobKilled(DirtyExit):
+    """USR1 stopped the job. Ruby's worker SIGKILLs the forked child running it and records
+    ``Resque::DirtyExit "Child process received unhandled signal pid <pid> SIGKILL (signal 9)"``
+    (WIRE §4.5, §6.1); we record the same (the pid is ours: there is no child)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(f"Child process received unhandled signal pid {pid} SIGKILL (signal 9)")
+
+
 class TermException(ResqueError):
     """The job was stopped by a signal after its grace period (Resque::TermException)."""
 

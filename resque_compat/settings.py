@@ -52,6 +52,18 @@ def _int(name: str, minimum: int = 0, maximum: Optional[int] = None) -> Callable
     return parse
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(name: str) -> Callable[[str], float]:
+    """Seconds, or a number with s, m, h or d (``72h``)."""
+    def parse(text: str) -> float:
+        value = str(text).strip().lower()
+        unit = _UNITS.get(value[-1:], 0)
+        return _float(name, 1.0)(value[:-1] if unit else value) * (unit or 1)
+    return parse
+
+
 def _flag(text: str) -> bool:
     """Ruby checks these with ``ENV['VERBOSE']`` truthiness: any non-empty value but 0/false."""
     return str(text).strip().lower() not in ("", "0", "false", "no", "off")
@@ -213,6 +225,13 @@ SETTINGS: Tuple[Setting, ...] = (
             "pruner does with a dead worker's job: fail = a Resque::DirtyExit failure entry "
             "(Ruby's behaviour, default); requeue = push it back to the head of its queue "
             "(at-least-once: it may run twice).", "--dirty-exit", "fail|requeue"),
+    Setting("DIRTY_EXIT_MAX", "dirty_exit_max", _int("DIRTY_EXIT_MAX"), "With DIRTY_EXIT=requeue: "
+            "a job that crashed its worker this many times within DIRTY_EXIT_WINDOW becomes a "
+            "Resque::DirtyExit failure instead (default 3; 0 = requeue for ever).",
+            "--dirty-exit-max", "N"),
+    Setting("DIRTY_EXIT_WINDOW", "dirty_exit_window", _duration("DIRTY_EXIT_WINDOW"), "How long "
+            "crashes are remembered for DIRTY_EXIT_MAX: seconds, or 30m, 72h, 7d (default 72h).",
+            "--dirty-exit-window", "DURATION"),
     Setting("JOB_TIMEOUT", "job_timeout", _float("JOB_TIMEOUT"), "Default time limit of a job "
             "in seconds (0 = none; @job(timeout=...) overrides); a job over it is stopped and "
             "recorded as a failure.", "--job-timeout", "SECONDS"),
@@ -343,6 +362,8 @@ class Settings:
     db_pool_timeout: float = 10.0
     http_timeout: Tuple[float, float] = (5.0, 30.0)
     dirty_exit: str = "fail"
+    dirty_exit_max: int = 3
+    dirty_exit_window: float = 72 * 3600.0
     job_timeout: float = 0.0
     hub_block_threshold: float = 1.0
     max_jobs: int = 0

@@ -98,7 +98,7 @@ def wait_for(predicate, timeout=10.0, what="condition", every=0.01):
 class WorkerProcess:
     """A real ``resque-py work`` process on the test DB (``python -m resque_compat``)."""
 
-    def __init__(self, words, env=None, require=JOBS_FILE, extra_args=()):
+    def __init__(self, words, env=None, require=JOBS_FILE, extra_args=(), close_stdin=False):
         full_env = dict(os.environ)
         for name in ("QUEUE", "QUEUES", "FIBERS", "INTERVAL", "VERBOSE", "VVERBOSE"):
             full_env.pop(name, None)
@@ -107,6 +107,8 @@ class WorkerProcess:
         args = [sys.executable, "-m", "resque_compat", "work", *words, *extra_args]
         if require:
             args += ["-r", require]
+        if close_stdin:  # as `<&-` does (issue 14: a Redis socket could then land on fd 0)
+            args = ["/bin/sh", "-c", 'exec "$@" <&-', "sh", *args]
         self.proc = subprocess.Popen(args, env=full_env, cwd=ROOT, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         self.pid = self.proc.pid

@@ -7,6 +7,7 @@ instead of sleeping.
 from __future__ import annotations
 
 import os
+import signal
 
 import gevent
 import redis
@@ -130,6 +131,16 @@ def fault_job(job_id, seconds=0.0):
     pipe.hincrby("test:faults:runs", job_id, 1)
     pipe.rpush("test:faults:log", f"{job_id} {os.getpid()}")
     pipe.execute()
+
+
+@job("CrashJob", queue="faults")
+def crash_job(job_id, how):
+    """For the poison-job cap (issue 14): count the run, then kill the whole worker process as a
+    segfaulting C extension or the OOM killer would (``os._exit``) or ``kill -9`` itself."""
+    control().hincrby("test:crash:runs", job_id, 1)
+    if how == "exit":
+        os._exit(1)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 @job("DbJob", queue="critical")

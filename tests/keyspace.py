@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Dict, Iterable
+from typing import Any, Callable, Dict, Iterable
 
 import redis
 
@@ -89,18 +89,20 @@ def normalize(keys: Dict[str, Any], worker_ids: Iterable[str], drop: Iterable[st
             text = pattern.sub(placeholder, text)
         return text
 
-    def walk(value: Any) -> Any:
-        if isinstance(value, str):
-            return fix(value)
-        if isinstance(value, list):
-            return [walk(v) for v in value]
-        if isinstance(value, dict):
-            return {fix(k): walk(v) for k, v in value.items()}
-        return value
-
     drop = set(drop)
-    return {fix(k): {"type": v["type"], "value": walk(v["value"])}
+    return {fix(k): {"type": v["type"], "value": map_strings(v["value"], fix)}
             for k, v in keys.items() if k not in drop}
+
+
+def map_strings(value: Any, fix: Callable[[str], str]) -> Any:
+    """``value`` (JSON-shaped) with ``fix`` applied to every string in it, dict keys too."""
+    if isinstance(value, str):
+        return fix(value)
+    if isinstance(value, list):
+        return [map_strings(v, fix) for v in value]
+    if isinstance(value, dict):
+        return {fix(k): map_strings(v, fix) for k, v in value.items()}
+    return value
 
 
 def load_keys(r: redis.Redis, keys: Dict[str, Any]) -> None:

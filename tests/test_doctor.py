@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 
 import pytest
@@ -15,13 +14,22 @@ from resque_compat.store.survey import Survey
 from resque_compat.wire import codec, health
 from resque_compat.wire.codec import parse_heartbeat
 from resque_compat.wire.keys import Keys
-from tests.keyspace import dump, load_fixture, load_keys, normalize
+from tests.doctor_states import (
+    CONFIG_PLANTS,
+    HOST,
+    KEY_PLANTS,
+    busy_fixture,
+    dead_pid,
+    every_safe_fault,
+    healthy,
+    held_job,
+    now_beat,
+    warnings_and_notes,
+)
+from tests.keyspace import dump, load_fixture, normalize
 from tests.redis_servers import redis_servers  # noqa: F401  (fixture)
 from tests.test_admin_cli import admin
 
-#: The host the doctor takes as its own. Not the real one: the fixtures' ids are ``vm:<pid>``
-#: and this machine may be called vm too; pid checks still probe this machine's processes.
-HOST = "doctorhost"
 K = Keys()
 
 
@@ -33,11 +41,6 @@ def private(redis_servers):  # noqa: F811
     client = server.client()
     yield client, f"redis://127.0.0.1:{server.port}/0"
     client.close()
-
-
-def now_beat(r) -> str:
-    secs, _ = r.time()
-    return codec.iso8601_local(secs)
 
 
 def doctor(url, *args):
@@ -52,15 +55,6 @@ def checks(data, severity=None):
     return sorted({f["check"] for f in data["findings"] if severity in (None, f["severity"])})
 
 
-def busy_fixture(r):
-    """Fixture 03 (a Ruby worker running a job on host ``vm``) with a fresh heartbeat."""
-    fixture = load_fixture("03_worker_busy.json")
-    load_keys(r, fixture["keys"])
-    for wid in r.hkeys(K.heartbeats):
-        r.hset(K.heartbeats, wid, now_beat(r))
-    return fixture
-
-
 def test_a_healthy_ruby_keyspace_exits_zero(private):
     r, url = private
     busy_fixture(r)
@@ -70,31 +64,11 @@ def test_a_healthy_ruby_keyspace_exits_zero(private):
     assert checks(data) == ["failed_size"]
 
 
-@pytest.mark.parametrize("plant, check", [
-    (lambda r: r.sadd(K.workers, "garbage"), "bad_worker_id"),
-    (lambda r: r.sadd(K.workers, "vm:123"), "bad_worker_id"),
-    (lambda r: r.sadd(K.workers, "vm:123:"), "bad_worker_id"),
-    (lambda r: r.hset(K.heartbeats, "vm:123", now_beat(r)), "bad_heartbeat_field"),
-    (lambda r: r.hset(K.heartbeats, "vm:1:q", "garbage"), "bad_heartbeat"),
-    (lambda r: r.hset(K.heartbeats, "vm:1:q", "1795780541"), "bad_heartbeat"),
-    (lambda r: r.set(K.worker("vm:1:q"), "{not json"), "bad_worker_record"),
-    (lambda r: r.set(K.worker("vm:1:q"), ""), "bad_worker_record"),
-    (lambda r: r.set(K.worker("vm:1:q"), "[1]"), "bad_worker_record"),
-    (lambda r: r.set(K.worker("vm:1:q"), '{"queue":"q","run_at":"x"}'), "bad_worker_record"),
-    (lambda r: r.set(K.worker("vm:1:q"), '{"queue":"q","payload":null}'), "bad_worker_record"),
-    (lambda r: r.set(K.worker("vm:1:q"), '{"queue":"q","run_at":"x","payload":{"class":'
-                     '"ActiveJob::QueueAdapters::ResqueAdapter::JobWrapper","args":[]}}'), "bad_worker_record"),
-    (lambda r: r.delete(K.worker_started("vm:1:q")) and r.hset(K.worker_started("vm:1:q"), "a", "b"),
-     "wrong_type"),
-    (lambda r: r.config_set("maxmemory-policy", "allkeys-lru"), "maxmemory_policy"),
-    (lambda r: r.config_set("appendonly", "no") and r.config_set("save", ""), "no_persistence"),
-])
+@pytest.mark.parametrize("plant, check", [(p, c) for _, p, c in KEY_PLANTS + CONFIG_PLANTS],
+                         ids=[n for n, _, _ in KEY_PLANTS + CONFIG_PLANTS])
 def test_each_breaking_value_is_critical(private, plant, check):
     r, url = private
-    busy_fixture(r)
-    r.sadd(K.workers, "vm:1:q")
-    r.hset(K.heartbeats, "vm:1:q", now_beat(r))
-    r.set(K.worker_started("vm:1:q"), "2026-11-27 11:55:41 +0000")
+    healthy(r)
     assert doctor(url)["exit"] == 0
     plant(r)
     data = doctor(url)
@@ -104,30 +78,9 @@ def test_each_breaking_value_is_critical(private, plant, check):
     assert finding["key"] and finding["breaks"] and finding["fix"]
 
 
-def _dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
 def test_warnings_and_notes(private):
     r, url = private
-    busy_fixture(r)
-    old = codec.iso8601_local(r.time()[0] - 400)
-    r.sadd(K.workers, "otherhost:7:critical")
-    r.hset(K.heartbeats, "otherhost:7:critical", old)                       # expired heartbeat
-    dead = f"{HOST}:{_dead_pid()}:critical"
-    r.sadd(K.workers, dead)                                                  # dead pid, this host
-    r.sadd(K.workers, "farhost:9:critical")                                  # no heartbeat at all
-    r.set(K.worker_started("gone:1:critical"), "2026-11-27 11:55:41 +0000")  # orphans
-    r.set(K.worker_processed("gone:1:critical"), 3)
-    r.set(K.worker("gone:2:critical"), '{"queue":"critical","run_at":"2026-11-27T11:55:41Z",'
-                                       '"payload":{"class":"Lost","args":[1]}}')
-    r.rpush(K.queue("nobody"), '{"class":"X","args":[]}')                    # nobody listens
-    r.set(K.scheduler_master_lock(), f"{HOST}:{_dead_pid()}", ex=180)       # dead scheduler
-    r.set(K.pause_all_workers, " TRUE ")
-    r.set(K.paused_queue("critical"), "true")
-    r.set(K.pause_all, "true")
+    dead = warnings_and_notes(r)["dead"]
     data = doctor(url)
     assert data["exit"] == 0, data
     assert checks(data) == sorted([
@@ -174,37 +127,10 @@ def test_failed_list_size(private):
     assert finding["severity"] == "warning" and "10001" in finding["breaks"]
 
 
-def _job(name):
-    return codec.encode({"queue": "critical", "run_at": "2026-11-27T11:55:41Z",
-                         "payload": {"class": "Held", "args": [name]}})
-
-
 def test_fix_repairs_every_safe_fault_without_losing_a_job(private):
     r, url = private
-    fixture = busy_fixture(r)
-    live = next(iter(r.smembers(K.workers)))
-    r.rpush(K.queue("critical"), '{"class":"Waiting","args":[1]}')
-    old = codec.iso8601_local(r.time()[0] - 400)
-    plants = {
-        "garbage": None, "vm:123:": "not json at all",          # bad ids, one holding bytes
-        "otherhost:7:critical": _job("expired"),                  # expired heartbeat, a job
-        f"{HOST}:{_dead_pid()}:critical": _job("dead-pid"),       # dead pid on this host
-    }
-    for wid, record in plants.items():
-        r.sadd(K.workers, wid)
-        r.set(K.worker_started(wid), "2026-11-27 11:55:41 +0000")
-        if record is not None:
-            r.set(K.worker(wid), record)
-    r.hset(K.heartbeats, "otherhost:7:critical", old)
-    r.hset(K.heartbeats, "vm:123", now_beat(r))                 # bad field name
-    r.sadd(K.workers, "vm:5:critical")
-    r.hset(K.heartbeats, "vm:5:critical", now_beat(r))
-    r.hset(K.heartbeats, "vm:6:critical", "1795780541")          # bad value
-    r.set(K.worker("vm:5:critical"), '{"queue":"critical","payload":null}')
-    r.set(K.worker("gone:2:critical"), _job("orphan"))           # orphaned record with a job
-    r.set(K.worker_failed("gone:3:critical"), 1)
-    r.set(K.scheduler_master_lock(), f"{HOST}:{_dead_pid()}", ex=180)
-
+    fixture = every_safe_fault(r)
+    live = fixture["worker_id"]
     result = admin(url, "doctor", "--fix", "--hostname", HOST)
     assert result.exit_code == 0, result.output
     assert result.output.count("fixed: ") >= 9
@@ -287,9 +213,9 @@ def test_a_running_resque_py_worker_is_healthy_to_the_doctor(r, redis_url, start
 
 def test_fix_routes_dirty_exits_through_the_multi_queue_backend(private):
     r, url = private
-    wid = f"{HOST}:{_dead_pid()}:critical"
+    wid = f"{HOST}:{dead_pid()}:critical"
     r.sadd(K.workers, wid)
-    r.set(K.worker(wid), _job("multi"))
+    r.set(K.worker(wid), held_job("multi"))
     result = admin(url, "doctor", "--fix", "--hostname", HOST, "--backend", "redis_multi_queue")
     assert result.exit_code == 0, result.output
     assert not r.exists(K.failed) and r.smembers(K.failed_queues) == {"critical_failed"}
@@ -300,3 +226,22 @@ def test_fix_routes_dirty_exits_through_the_multi_queue_backend(private):
 def test_unreachable_redis_exits_1():
     result = admin("redis://127.0.0.1:1/0", "doctor")
     assert result.exit_code == 1 and "resque-py:" in result.stderr
+
+
+def test_a_pruning_lock_without_expiry_is_critical_and_fix_deletes_it_but_not_a_live_one(private):
+    """Ruby's pruning lock is SET NX EX: one that lost its TTL stops all pruning for good."""
+    r, url = private
+    healthy(r)
+    r.set("resque:pruning_dead_workers_in_progress", "vm:77:critical")  # no EX: never expires
+    data = doctor(url)
+    assert data["exit"] == 3
+    assert checks(data, "critical") == ["pruning_lock_without_ttl"]
+    result = admin(url, "doctor", "--fix", "--hostname", HOST)
+    assert "deleted the pruning lock with no expiry (held by vm:77:critical)" in result.output
+    assert not r.exists("resque:pruning_dead_workers_in_progress")
+    assert doctor(url)["exit"] == 0
+
+    r.set("resque:pruning_dead_workers_in_progress", "vm:78:critical", ex=60)  # Ruby's own, in use
+    assert "pruning_lock_without_ttl" not in checks(doctor(url))
+    admin(url, "doctor", "--fix", "--hostname", HOST)
+    assert r.get("resque:pruning_dead_workers_in_progress") == "vm:78:critical"

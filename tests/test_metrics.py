@@ -4,6 +4,7 @@ read by listeners in the test: UDP for StatsD, TCP for Carbon, HTTP for /metrics
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import time
@@ -273,7 +274,17 @@ def test_healthz_says_why_it_is_not_ready(r, redis_servers, start_worker):
     server.kill()
     status, body = wait_for(lambda: (lambda s: s if "Redis" in s[1] else None)(http_get(port, "/healthz")),
                             what="Redis unreachable")
-    assert status == 503 and body.startswith("Redis unreachable: ")
+    assert status == 503 and re.match(r"Redis unreachable since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ "
+                                      r"\(\d+s\): .*refused", body), body
+    assert metric(port, "resque_redis_reconnects_total") == 0
+
+    # Back on the same port (empty): ready again once the worker re-registered and beat.
+    again = redis_servers("private-again", port=server.port)
+    again.wait_ready(again.client)
+    assert wait_for(lambda: http_get(port, "/healthz") == (200, "ready\n"), what="ready again")
+    assert wid in again.client().smembers("resque:workers")
+    assert metric(port, "resque_redis_reconnects_total") == 1
+    assert metric(port, "resque_redis_timeouts_total", what="connect") == 0
     worker.stop()
 
 

@@ -390,3 +390,39 @@ def test_parse_heartbeat_without_zone_is_local_time_like_ruby(monkeypatch):
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+# -- issue 14: the start-up hang -------------------------------------------------------------
+
+#: Run patched, as the worker is: a socket on fd 0 (stdin closed at start), then Ruby's ps.
+_FD0_PROBE = """
+import os, socket
+os.close(0)
+import resque_compat.__main__  # reopens the closed standard fds, patches gevent
+from resque_compat.runtime.pruning import resque_pids
+held = os.open(os.devnull, os.O_RDONLY) if os.environ.get("PROBE_FREE_FD0") else None
+if held is not None:
+    os.close(0)  # free fd 0 again, so the socket takes it (what a start with stdin closed did)
+a, b = socket.socketpair()
+a.setblocking(False)
+print(a.fileno(), os.readlink("/proc/self/fd/0"), flush=True)
+resque_pids()
+print(os.get_blocking(a.fileno()))
+"""
+
+
+def test_resque_pids_leaves_a_socket_on_fd_0_non_blocking(python):
+    """The cause of issue 14's hang: a child that gevent forks with no ``stdin`` clears
+    O_NONBLOCK on its fd 0, the very open file our fd 0 is; a Redis socket there then blocks
+    the whole process in ``can_read``. ps must get its own stdin."""
+    out = subprocess.run([python, "-c", _FD0_PROBE], env=dict(os.environ, PROBE_FREE_FD0="1"),
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "0", out  # the probe really put the socket on fd 0
+    assert out[-1] == "False", "ps made the socket on fd 0 blocking"
+
+
+def test_entry_point_puts_dev_null_on_closed_standard_fds(python):
+    """``resque-py`` started with stdin closed: fd 0 is /dev/null, so no socket can land there."""
+    out = subprocess.run([python, "-c", _FD0_PROBE], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] != "0" and out[1] == "/dev/null" and out[-1] == "False", out

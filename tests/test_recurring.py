@@ -23,6 +23,7 @@ from resque_compat.wire import codec
 from resque_compat.wire.keys import Keys
 from tests.conftest import REDIS_URL, ROOT, wait_for
 from tests.keyspace import dump
+from tests.ruby_scheduler import RUBY, ruby_leads, ruby_quits, ruby_runs
 
 UTC = dt.timezone.utc
 K = Keys()
@@ -166,19 +167,7 @@ def test_sched_04_05_a_dynamic_python_scheduler_follows_set_and_remove_schedule(
 
 # -- exactly once across leaders ---------------------------------------------------------------
 
-RUBY = "localhost:12837"
 MINUTELY = {"minutely": {"cron": "* * * * *", "class": "ScheduledJob", "queue": "minutely"}}
-
-
-def ruby_runs(r, name, at, zone_suffix="+0000", queue="minutely"):
-    """What a Ruby resque-scheduler leader sends for one recurring run (enqueue_recurring):
-    SADD queues + RPUSH, then HSET last_enqueued_at Time.now.to_s (its own zone)."""
-    r.sadd(K.queues, queue)
-    r.rpush(K.queue(queue), codec.encode_job("ScheduledJob", []))
-    local = dt.datetime.fromtimestamp(int(utc(at)), UTC)
-    if zone_suffix == "+0100":
-        local = local.astimezone(dt.timezone(dt.timedelta(hours=1)))
-    r.hset(K.last_enqueued_at, name, local.strftime("%Y-%m-%d %H:%M:%S ") + zone_suffix)
 
 
 def runs(r):
@@ -187,13 +176,13 @@ def runs(r):
 
 @pytest.mark.parametrize("zone_suffix", ["+0000", "+0100"])
 def test_ruby_to_python_handover_runs_no_slot_twice(r, resque, zone_suffix):
-    r.set(LOCK, RUBY, ex=180)
+    assert ruby_leads(r)
     ruby_runs(r, "minutely", "2026-12-07 05:30:00.400", zone_suffix)
     clock = Clock(utc("2026-12-07 05:30:01"))
     python = make_scheduler(resque, clock, MINUTELY)
     python.tick()  # Ruby leads: we wait
     assert runs(r) == 1
-    r.delete(LOCK)  # Ruby quits (sched_02) just after its 05:30 run
+    ruby_quits(r)  # SIGQUIT (sched_02) just after its 05:30 run
     clock.set("2026-12-07 05:30:02")
     python.tick()
     assert runs(r) == 1  # the 05:30 slot is Ruby's record: not again
@@ -206,7 +195,7 @@ def test_ruby_to_python_handover_runs_no_slot_twice(r, resque, zone_suffix):
 
 @pytest.mark.parametrize("missed, expected", [("once", 2), ("skip", 1)])
 def test_slots_missed_while_no_one_led_follow_the_policy(r, resque, missed, expected):
-    r.set(LOCK, RUBY, ex=180)
+    assert ruby_leads(r)
     ruby_runs(r, "minutely", "2026-12-07 05:30:00.400")  # then kill -9: the lock lives 180 s
     r.delete(LOCK)  # expired at 05:33:30
     clock = Clock(utc("2026-12-07 05:33:31"))
@@ -227,8 +216,8 @@ def test_a_stale_python_leader_cannot_enqueue_after_losing_the_lock(r, resque):
     python.tick()
     assert runs(r) == 1
     # Python is paused past the lock's life and Ruby takes over (its rufus starts afresh)
-    r.delete(LOCK)
-    r.set(LOCK, RUBY, ex=180)
+    r.delete(LOCK)  # our lock expired
+    assert ruby_leads(r)
     clock.set("2026-12-07 05:31:00.500")
     fired, still_leader = python.recurring.fire_due()  # resumed with its stale "I lead" state
     assert (fired, still_leader, runs(r)) == (0, False, 1)  # Ruby's own stale leader would push
@@ -346,6 +335,49 @@ def test_rails_env_lists_filter_entries_as_ruby():
     assert schedule.env_matches("staging production", "production")
     assert not schedule.env_matches("staging", "production")
     assert not schedule.env_matches("production", None)
+
+
+
+# rails_env/env and custom_job_class against real resque-scheduler 5.0: scheduler_env.rb loaded
+# scheduler_env.yml under RAILS_ENV=production and unset, and pushed each entry
+# (enqueue_from_config); fixtures/ruby-interop/scheduler.json, "env_and_custom".
+INTEROP = os.path.join(ROOT, "fixtures", "ruby-interop")
+with open(os.path.join(INTEROP, "scheduler.json"), encoding="utf-8") as _fh:
+    RUBY_ENV_RUN = json.load(_fh)["env_and_custom"]
+
+
+def fire_env_file(resque, rails_env):
+    with open(os.path.join(INTEROP, "scheduler_env.yml"), encoding="utf-8") as fh:
+        static = schedule.load_yaml(fh.read())
+    clock = Clock(utc("2026-12-07 05:31:59.500"))
+    scheduler = make_scheduler(resque, clock, static, env=rails_env)
+    scheduler.tick()
+    clock.set("2026-12-07 05:32:00.500")  # every 1s: each loaded entry fires once
+    scheduler.tick()
+    return static
+
+
+@pytest.mark.parametrize("rails_env, label", [("production", "production"), (None, "unset")])
+def test_env_and_rails_env_load_the_entries_ruby_loaded(r, resque, rails_env, label):
+    static = fire_env_file(resque, rails_env)
+    fired = sorted(name for name in static if r.llen(K.queue(name)))
+    assert fired == RUBY_ENV_RUN["loaded"][label]
+    # the env: spelling alone, and rails_env winning over env unless null ("" wins and matches nothing)
+    assert ("env_prod" in fired, "empty_rails_env" in fired, "rails_env_wins" in fired) == (rails_env is not None, False, False)
+
+
+def test_custom_job_class_enqueues_the_bytes_ruby_enqueued(r, resque):
+    static = fire_env_file(resque, "production")
+    for name in RUBY_ENV_RUN["loaded"]["production"]:
+        assert r.lrange(K.queue(name), 0, -1) == RUBY_ENV_RUN["pushed"][name], name
+    assert r.lrange(K.queue("custom"), 0, -1) == ['{"class":"CustomJobClass","args":[{"a":1}]}']
+    assert r.lrange(K.queue("custom_resque_job"), 0, -1) == ['{"class":"ScheduledJob","args":[1,{"b":2}]}']
+    assert r.lrange(K.queue("custom_no_class"), 0, -1) == ['{"class":"CustomJobClass","args":["x"]}']
+    r.flushdb()  # Queue now / enqueue-now: the same bytes, whatever the env
+    store = recurring.ScheduleStore(resque.redis, K)
+    for name, config in static.items():
+        recurring.enqueue_now(store, name, config)
+    assert {name: r.lrange(K.queue(name), 0, -1) for name in static} == RUBY_ENV_RUN["pushed"]
 
 
 # -- resque-py schedule ----------------------------------------------------------------------------

@@ -214,7 +214,7 @@ def test_work_processes_forwards_every_signal_with_resques_meaning(r, start_pool
     wait_for(lambda: r.llen("test:started") == 2, what="both jobs started")
     pool.signal(signal.SIGUSR1)  # kill in-flight jobs, keep working
     wait_for(lambda: r.llen("resque:failed") == 2, what="two killed jobs")
-    assert {json.loads(f)["exception"] for f in r.lrange("resque:failed", 0, -1)} == {"Resque::TermException"}
+    assert {json.loads(f)["exception"] for f in r.lrange("resque:failed", 0, -1)} == {"Resque::DirtyExit"}
 
     enqueue(r, "WaitJob", "c")
     wait_for(lambda: r.llen("test:started") == 3, what="job c started")

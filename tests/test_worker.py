@@ -289,7 +289,15 @@ def test_sigusr1_kills_in_flight_jobs_and_keeps_working(r, start_worker):
     push(r, "critical", job("OkJob", "still working"))
     assert r.blpop(["test:ran"], timeout=10)
     entry = json.loads(r.lindex("resque:failed", 0))
-    assert entry["exception"] == "Resque::TermException" and entry["error"] == "SIGUSR1"
+    # Ruby SIGKILLs the forked child and records what Process::Status#to_s says (issue 14).
+    assert entry["exception"] == "Resque::DirtyExit"
+    assert entry["error"] == f"Child process received unhandled signal pid {w.pid} SIGKILL (signal 9)"
+    assert entry["payload"] == {"class": "SleepJob", "args": [30, "u"]}
+    # A DirtyExit is processed but never counted as failed, as in Ruby (WIRE §1.2).
+    assert r.get("resque:stat:failed") is None and r.get("resque:stat:processed") == "2"
+    w.signal(signal.SIGUSR1)  # nothing running: nothing to kill, the slot goes on
+    push(r, "critical", job("OkJob", "after an idle USR1"))
+    assert r.blpop(["test:ran"], timeout=10)
     w.signal(signal.SIGQUIT)
     assert w.wait() == 0
 

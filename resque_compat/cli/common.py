@@ -149,6 +149,8 @@ def resque_for(settings: Settings) -> "Resque":
     codec.set_ruby_json(settings.ruby_json)  # what enqueue & co. write, as the Ruby apps do
     try:
         return Resque.from_url(settings.redis_url, settings.namespace)
+    except ConfigurationError as exc:  # ours: already one line naming the URL and the fix
+        fail(str(exc))
     except ValueError as exc:  # redis-py's URL parser: bad scheme, port or DB number
         fail(f"cannot use Redis URL {settings.redis_url!r}: {exc}; check --redis / REDIS_URL")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import click
@@ -103,6 +104,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception as exc:
+        # Redis failing after a command's first PING (a timeout mid-command): one line, not a
+        # traceback. Looked up, not imported: --help must not load redis.
+        redis = sys.modules.get("redis")
+        if redis is None or not isinstance(exc, redis.RedisError):
+            raise
+        click.echo(f"resque-py: Redis failed: {exc}; check --redis / REDIS_URL and try again", err=True)
+        return 1
     return code if type(code) is int else 0  # ctx.exit(N) gives N; a command's return value is not a code
 
 def _global_option(name: str, key: str, metavar: str, env: str) -> click.Option:

@@ -98,7 +98,7 @@ def _settings(obj: Context, words: Sequence[str], options: Dict[str, Any]) -> Se
 def _supervise(obj: Context, settings: Settings, words: Sequence[str], require: Sequence[str],
                options: Dict[str, Any], groups: Any, reload: Any) -> None:
     from resque_compat import log
-    from resque_compat.pool.supervisor import Supervisor, WorkCommand
+    from resque_compat.pool.supervisor import Supervisor, WorkCommand, dead_child_cleaner
 
     check_redis(settings)  # before any child: N children failing in a loop say less than one line
     log.setup(settings.log_level, settings.log_format)
@@ -118,5 +118,6 @@ def _supervise(obj: Context, settings: Settings, words: Sequence[str], require: 
     fibers = f"{settings.fibers_min}..{settings.fibers}" if settings.autoscale else str(settings.fibers)
     supervisor = Supervisor(WorkCommand(global_args, work_args, fibers, settings.metrics_port),
                             groups, reload=reload,
-                            drain=settings.drain, pidfile=settings.pidfile)
+                            drain=settings.drain, pidfile=settings.pidfile,
+                            unregister_dead=dead_child_cleaner(settings))
     sys.exit(supervisor.run())

@@ -112,6 +112,7 @@ class Doctor:
         queues = self.scan_keyspace(workers)
         self.check_queues(queues, workers - ghosts)
         self.check_scheduler_lock()
+        self.check_pruning_lock()
         self.check_pauses()
         self.check_failed()
         self._summarise_overflow()
@@ -301,6 +302,17 @@ class Doctor:
             self.add("scheduler_lock", INFO, self.lock_key,
                      f"scheduler leader: {value} (lock expires in {ttl}s unless renewed)",
                      "nothing to do", subject=value)
+
+    def check_pruning_lock(self) -> None:
+        # Ruby takes it with SET NX EX (60 s, or the heartbeat interval); one that lost its
+        # expiry (a snapshot restored without TTLs, a hand-made copy) is never released.
+        value, ttl = self.survey.get_with_ttl(self.keys.pruning_lock)
+        if value is not None and ttl == -1:
+            self.add("pruning_lock_without_ttl", CRITICAL, self.keys.pruning_lock,
+                     f"Ruby's pruning lock (held by {value}) has no expiry: while it exists no Ruby "
+                     "or resque-py worker prunes dead workers, which stay listed with their jobs "
+                     "shown as running",
+                     "--fix deletes the lock if it still holds that value", True, value)
 
     def check_pauses(self) -> None:
         (_, core), (_, plugin) = self.survey.values([self.keys.pause_all_workers, self.keys.pause_all])

@@ -19,7 +19,7 @@ from resque_compat.doctor.checks import Doctor, Finding
 from resque_compat.errors import DirtyExit, PruneDeadWorkerDirtyExit
 from resque_compat.store.store import Store
 from resque_compat.store.survey import BATCH
-from resque_compat.wire import codec, records
+from resque_compat.wire import codec, health, records
 from resque_compat.wire.codec import parse_heartbeat
 from resque_compat.wire.records import dirty_exit_entry, held_job
 
@@ -27,18 +27,23 @@ _UNREGISTER = ("bad_worker_id", "ghost_dead_pid", "ghost_expired_heartbeat")
 
 
 def held_entry(raw: Optional[bytes], wid: str, exc: DirtyExit, when: float) -> Tuple[Optional[str], Optional[str]]:
-    """(failure entry, its job queue) for what ``worker:<id>`` held; (None, None) if no job."""
+    """(failure entry, its job queue) for what ``worker:<id>`` held; (None, None) if no job.
+    A held job that resque-web's Failed page could not show either (an ActiveJob wrapper with
+    no arguments) is kept as the string of its bytes, as a value that is not JSON is."""
     record = held_job(raw)
+    queue = record.get("queue") if record is not None else None
+    queue = queue if isinstance(queue, str) else None
     if record is not None:
-        queue = record.get("queue")
-        return dirty_exit_entry(record, exc, wid, when), queue if isinstance(queue, str) else None
+        entry = dirty_exit_entry(record, exc, wid, when)
+        if health.failure_entry_problem(entry) is None:
+            return entry, queue
     if not raw or raw.strip() in (b"{}", b""):
         return None, None
     text = raw.decode("utf-8", errors="replace")
     entry = records.failure_entry(failed_at=codec.failed_at(when), payload_json=codec.encode(text),
                                   exception=records.exception_name(exc), error=str(exc),
-                                  backtrace=[], worker=wid, queue=None)
-    return entry, None
+                                  backtrace=[], worker=wid, queue=queue)
+    return entry, queue
 
 
 class Repairer:
@@ -135,6 +140,10 @@ class Repairer:
             chunk = doomed[start:start + BATCH]
             if self.survey.delete(chunk):
                 self.done.extend(f"deleted {key}" for key in chunk)
+
+    def _pruning_lock_without_ttl(self, finding: Finding) -> None:
+        if self.survey.delete_if_equal(finding.key, finding.subject):
+            self.done.append(f"deleted the pruning lock with no expiry (held by {finding.subject})")
 
     def _dead_scheduler_lock(self, finding: Finding) -> None:
         if self.survey.delete_if_equal(finding.key, finding.subject):

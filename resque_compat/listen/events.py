@@ -136,6 +136,7 @@ class TimeMap:
             self.first = event.t
             if self.origin is None:
                 self.origin = event.t
+        assert self.origin is not None  # set by the first event
         t = self.origin + (event.t - self.first) / self.speed
         return replace(event, t=t, span=event.span / self.speed)
 

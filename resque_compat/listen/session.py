@@ -140,6 +140,7 @@ def file_events(options: ListenOptions) -> Iterator[Event]:
         from resque_compat.listen.monitoring import parse_duration
 
         return monitoring_source(options).replay(parse_duration(options.since))
+    assert options.replay is not None  # the only source left: the options check demands one
     fh = open(options.replay, encoding="utf-8")  # closed when the generator is
     return _closing(read_jsonl(fh, options.replay or "events"), fh)
 
@@ -215,6 +216,7 @@ def _clocked(options: ListenOptions, raw: Optional[Iterator[Event]], recorder: O
 
     failures: List[BaseException] = []
     if options.live:
+        assert connect is not None  # run() is given one whenever options.live is set
         source = gevent.spawn(_guard, failures, stop, _poll_loop, connect(), options.rate, sink, stop)
     elif options.follow:
         poller = monitoring_source(options)

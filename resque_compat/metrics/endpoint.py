@@ -66,6 +66,16 @@ class ResqueCollector:
         yield GaugeMetricFamily("resque_busy_workers", "Slots running a job now", value=runner.busy_count())
         yield CounterMetricFamily("resque_redis_round_trips", "Reserve/finish script calls",
                                   value=runner.fetcher.round_trips)
+        yield CounterMetricFamily("resque_redis_reconnects", "Redis outages this process got "
+                                  "over: its reserve trips failed, then Redis answered again",
+                                  value=runner.fetcher.reconnects)
+        timeouts = CounterMetricFamily("resque_redis_timeouts", "Redis operations that ran out of "
+                                       "time: connect, tls (handshake), read (a reply), write",
+                                       labels=["what"])
+        for name, count in m.redis_counts().items():
+            if name.startswith("timeouts."):
+                timeouts.add_metric([name[len("timeouts."):]], count)
+        yield timeouts
         pools = [GaugeMetricFamily(f"resque_pool_{what}", text, labels=["pool"]) for what, text in (
             ("size", "Most connections the pool opens"),
             ("in_use", "Connections (HTTP: requests) in use now"),

@@ -34,6 +34,7 @@ from resque_compat.metrics.latency import OldestJobAge, enqueued_at
 from resque_compat.metrics.sinks import CarbonSink, StatsdSink
 from resque_compat.store.connection import pool_usage
 from resque_compat.store.survey import Survey
+from resque_compat.store.timeouts import TIMEOUTS
 from resque_compat.wire import codec
 
 if TYPE_CHECKING:
@@ -136,6 +137,7 @@ class Metrics:
         self._oldest = OldestJobAge()
         self.heartbeat_age: Optional[float] = None
         self.redis_error: Optional[str] = "not polled yet"
+        self.redis_down_since: Optional[float] = None  # the first failed poll of this outage
         self.hub_lag = 0.0          # the largest lag seen in the last complete window
         self._lag_window = 0.0
         self.statsd = StatsdSink(settings.statsd) if settings.statsd else None
@@ -207,9 +209,10 @@ class Metrics:
         try:
             sizes, beat, now = self.runner.store.queue_sizes_and_heartbeat(queues, self.runner.ids[0])
         except redis.RedisError as exc:
-            self.redis_error = str(exc) or type(exc).__name__
+            self._redis_failed(exc)
             return
         self.redis_error = None
+        self.redis_down_since = None
         self.queue_lengths = dict(zip(queues, sizes))
         self._poll_oldest(queues, now)
         when = codec.parse_heartbeat(beat) if beat else None
@@ -222,7 +225,7 @@ class Metrics:
         try:
             heads = Survey(store.redis, store.keys).heads([store.keys.queue(q) for q in busy])
         except redis.RedisError as exc:
-            self.redis_error = str(exc) or type(exc).__name__
+            self._redis_failed(exc)
             return
         self._oldest.forget_others(set(busy))
         ages = {}
@@ -231,6 +234,17 @@ class Metrics:
             if age is not None:
                 ages[queue] = age
         self.oldest_ages = ages
+
+    def _redis_failed(self, exc: redis.RedisError) -> None:
+        self.redis_error = str(exc) or type(exc).__name__
+        if self.redis_down_since is None:
+            self.redis_down_since = time.time()
+
+    def redis_counts(self) -> Dict[str, int]:
+        """Outages ended (``reconnects``) and timeouts by what timed out, since start."""
+        out = {"reconnects": self.runner.fetcher.reconnects}
+        out.update((f"timeouts.{what}", n) for what, n in TIMEOUTS.items())
+        return out
 
     def flush(self) -> None:
         windows = {q: (s.duration.take_window(), s.pickup.take_window()) for q, s in self.queues.items()}
@@ -249,6 +263,8 @@ class Metrics:
         }
         if self.heartbeat_age is not None:
             out["heartbeat_age_seconds"] = round(self.heartbeat_age, 3)
+        for name, count in self.redis_counts().items():
+            out[f"redis.{name}"] = count
         for pool, usage in self.pools().items():
             out[f"pool.{pool}.in_use"] = usage["in_use"]
             out[f"pool.{pool}.waiting"] = usage["waiting"]
@@ -316,8 +332,9 @@ class Metrics:
         runner = self.runner
         if runner.shutdown_requested.is_set():
             return False, "shutting down (finishing in-flight jobs, taking no new ones)"
-        if self.redis_error is not None:
-            return False, f"Redis unreachable: {self.redis_error}"
+        down = self._redis_down()
+        if down:
+            return False, down
         limit = HEARTBEAT_STALE * runner.settings.heartbeat_interval
         if self.heartbeat_age is None:
             return False, "no heartbeat in Redis for this worker"
@@ -325,6 +342,18 @@ class Metrics:
             return False, (f"heartbeat too old: {self.heartbeat_age:.0f}s (limit {limit:g}s); Ruby "
                            f"workers prune ours after {runner.settings.effective_prune_interval:g}s")
         return True, "ready"
+
+    def _redis_down(self) -> str:
+        """Why Redis counts as unreachable, from this poller's view or the fetcher's (which
+        notices first while jobs are taken); '' when both last reached it."""
+        fetcher = self.runner.fetcher
+        since = [t for t in (self.redis_down_since, fetcher.down_since) if t is not None]
+        error = fetcher.down_error if fetcher.down_since is not None else self.redis_error
+        if not since:
+            return f"Redis unreachable: {error}" if self.redis_error is not None else ""
+        first = min(since)
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(first))
+        return f"Redis unreachable since {when} ({time.time() - first:.0f}s): {error}"
 
 
 def for_runner(runner: "Runner") -> Optional[Metrics]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, NamedTuple, Optional
 
+from resque_compat.common.yaml_file import load_mapping
 from resque_compat.errors import ConfigurationError
 from resque_compat.settings import setting_for
 
@@ -74,19 +75,7 @@ def load(path: str, environment: Optional[str]) -> Dict[Group, int]:
 
 def parse(text: str, environment: Optional[str], source: str = "pool configuration") -> Dict[Group, int]:
     """``{Group: process count}`` for ``environment``, resque-pool's merge rules (module doc)."""
-    import yaml  # resque-pool's format is YAML; PyYAML reads it as Psych does (YAML 1.1)
-
-    if "<%" in text:
-        raise ConfigurationError(f"{source} uses ERB (<% ... %>), which only Ruby evaluates; "
-                                 "write the numbers out (or generate the file before starting)")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{source} is not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigurationError(f"{source} must map queue lists to process counts, e.g. {_EXAMPLE}")
+    data = load_mapping(text, source, what="queue lists to process counts", example=_EXAMPLE)
     merged = dict(data)
     section = data.get(environment) if environment else None
     if isinstance(section, dict) and not _is_entry(section):

@@ -48,6 +48,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -55,13 +56,18 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 import gevent
+import redis
 from gevent.event import Event
 from gevent.os import make_nonblocking, nb_read
 from setproctitle import setproctitle
 
 from resque_compat.errors import ConfigurationError
 from resque_compat.pool.config import Group
+from resque_compat.runtime.pruning import dirty_exit_policy, unregister_dead_process
 from resque_compat.runtime.runner import EXIT_RECYCLE
+from resque_compat.settings import Settings
+from resque_compat.store.store import Store, connect
+from resque_compat.wire.keys import Keys
 
 log = logging.getLogger("resque_compat.supervisor")
 
@@ -125,8 +131,11 @@ class Supervisor:
 
     def __init__(self, command: WorkCommand, groups: Dict[Group, int], *,
                  reload: Optional[Callable[[], Dict[Group, int]]] = None, drain: bool = False,
-                 pidfile: Optional[str] = None) -> None:
+                 pidfile: Optional[str] = None,
+                 unregister_dead: Optional[Callable[[int], None]] = None) -> None:
         self.command = command
+        #: Called with the pid of every child that exits, before its replacement starts.
+        self.unregister_dead = unregister_dead
         self.configured = dict(groups)
         self.wanted = dict(groups)  # configured, less groups given up on until the next HUP
         self.reload = reload
@@ -260,6 +269,8 @@ class Supervisor:
 
     def _exited(self, child: Child, code: int) -> None:
         self.children.remove(child)
+        if self.unregister_dead is not None:
+            self.unregister_dead(child.pid)
         ran = time.monotonic() - child.started
         how = f"exited with code {code}" if code >= 0 else f"was killed by {signal.Signals(-code).name}"
         if child.stopping or self.stopping:
@@ -339,6 +350,28 @@ class Supervisor:
                 os.unlink(self.pidfile)
             except FileNotFoundError:
                 pass
+
+
+def dead_child_cleaner(settings: Settings) -> Callable[[int], None]:
+    """Issue 14, requirement 3: a child that exited leaves no worker id behind. An exited
+    process owns nothing, so whatever of its ids is still registered (kill -9, the OOM killer)
+    is unregistered at once, with Ruby's unregister and DIRTY_EXIT for the jobs they held, and
+    without Ruby's pruning lock, which a sibling may hold for a minute."""
+    store = Store(connect(settings.redis_url, max_connections=1), Keys(settings.namespace),
+                  settings.failure_backend)
+    hostname = settings.hostname or socket.gethostname()
+    policy = dirty_exit_policy(settings)
+
+    def unregister(pid: int) -> None:
+        try:
+            ids = unregister_dead_process(store, hostname, pid, policy, time.time)
+        except redis.RedisError as exc:
+            log.warning("pool: could not unregister the worker ids of exited process %d (%s); "
+                        "Ruby's pruning will remove them", pid, exc)
+            return
+        if ids:
+            log.info("pool: unregistered %d worker id(s) of exited process %d", len(ids), pid)
+    return unregister
 
 
 def catches(pid: int, sig: int) -> bool:

@@ -120,6 +120,11 @@ class Fetcher:
         self._stopped = Event()
         self.round_trips = 0
         self._quick_poll = FIRST_POLL
+        #: Since when (self.clock()) trips fail with Redis unreachable, and why; None = reachable.
+        self.down_since: Optional[float] = None
+        self.down_error = ""
+        #: Outages ended: Redis answered again after failing (``resque_redis_reconnects_total``).
+        self.reconnects = 0
 
     # -- called by slot greenlets --------------------------------------------------------------
     def reserve(self, worker_id: str) -> Optional[Job]:
@@ -132,10 +137,11 @@ class Fetcher:
         return result.get()
 
     def done_working(self, job: Job, worker_id: str, failure: Optional[str] = None,
-                     suppressed: bool = False) -> None:
-        """Ruby's ``report_failed_job`` (if ``failure``, or only counted if ``suppressed``) and
-        ``done_working``, on the next trip."""
-        self._endings.append(_Ending(Done(worker_id, failure, job.queue, suppressed), job.record))
+                     suppressed: bool = False, counted: bool = True) -> None:
+        """Ruby's ``report_failed_job`` (if ``failure``, or only counted if ``suppressed``;
+        ``counted=False``: listed but not in ``stat:failed``) and ``done_working``, on the
+        next trip."""
+        self._endings.append(_Ending(Done(worker_id, failure, job.queue, suppressed, counted), job.record))
         self.in_flight -= 1
         self._wake.set()
 
@@ -189,6 +195,7 @@ class Fetcher:
                             return
                         delay = None
                         continue
+                trip_began = self.clock()
                 try:
                     if self._uncertain is not None:
                         self._resolve_uncertain()
@@ -200,13 +207,18 @@ class Fetcher:
                                   len(self._endings))
                         return
                     delay = min(MAX_REDIS_BACKOFF, 0.05 * 2 ** min(failures, 7))
+                    self.down_error = str(exc) or type(exc).__name__
                     if failures == 1:
+                        self.down_since = trip_began  # a timeout is noticed that much later
                         log.error("Redis unreachable (%s); retrying with back-off up to %.0fs",
                                   exc, MAX_REDIS_BACKOFF)
                     continue
                 if failures:
-                    log.warning("Redis reachable again after %d failed attempt(s)", failures)
+                    log.warning("Redis reachable again after %d failed attempt(s) in %.1fs", failures,
+                                self.clock() - (self.down_since or trip_began))
                     failures = 0
+                    self.down_since = None
+                    self.reconnects += 1
                     self._reconnected()
                 if self._stopping:
                     delay = 0.0  # back to the top: flush what is left, or end
@@ -300,6 +312,7 @@ class Fetcher:
     def _resolve_uncertain(self) -> None:
         """Find out whether the call whose reply was lost ran (see the module docstring)."""
         lost = self._uncertain
+        assert lost is not None  # called only when a reply was lost
         ids = [e.done.worker_id for e in lost.endings] + [wid for wid, _ in lost.asking]
         current: Dict[str, Optional[bytes]] = dict(zip(ids, self.store.worker_jobs(ids)))
         self._uncertain = None
@@ -312,7 +325,7 @@ class Fetcher:
             self._endings = lost.endings + self._endings
             return
         self._recorded(lost.endings)
-        recovered = [_recover(current[wid]) if current[wid] else None for wid, _ in lost.asking]
+        recovered = [_recover(raw) if raw else None for raw in (current[wid] for wid, _ in lost.asking)]
         if any(recovered):
             log.warning("recovered %d job(s) reserved during a Redis failure",
                         sum(1 for j in recovered if j))

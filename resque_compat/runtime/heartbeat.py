@@ -79,8 +79,10 @@ class HeartbeatThread:
                 try:
                     with self._beat_lock:
                         reregister = self.registered and not self._stopping
-                        beat(store, self.ids, self.started if reregister else None)
+                        missing = beat(store, self.ids, self.started if reregister else None)
                     self.beats += 1
+                    if missing:
+                        log.warning(PRUNED_WHILE_ALIVE, missing, self.interval)
                 except redis.RedisError as exc:
                     log.error("heartbeat failed (%s); retrying in %.0fs", exc, self.interval)
                 if self._stop.acquire(timeout=self.interval):
@@ -92,17 +94,28 @@ class HeartbeatThread:
             gevent.get_hub().destroy(destroy_loop=True)
 
 
-def beat(store: Store, ids: Sequence[str], started: Optional[Callable[[], str]]) -> None:
+#: Issue 14: beside Ruby workers whose Resque.prune_interval is shorter than our heartbeat
+#: interval, every Ruby start-up prunes our live ids by heartbeat age (with a
+#: PruneDeadWorkerDirtyExit entry for each running job), and they stay out of resque-web until
+#: our next beat. Only the operator can line the two up: say how.
+PRUNED_WHILE_ALIVE = (
+    "re-registered %d worker id(s) of this live process that were removed from the workers set: "
+    "a Ruby worker whose Resque.prune_interval is shorter than our RESQUE_HEARTBEAT_INTERVAL "
+    "(%gs) prunes them by heartbeat age (or an operator removed them); set "
+    "RESQUE_HEARTBEAT_INTERVAL to the Ruby apps' Resque.heartbeat_interval")
+
+
+def beat(store: Store, ids: Sequence[str], started: Optional[Callable[[], str]]) -> int:
     """One heartbeat for every id, from Redis TIME; with ``started``, re-register ids missing
-    from ``workers``."""
+    from ``workers``. Returns how many it re-registered."""
     now = store.server_time()
     store.heartbeat({wid: codec.iso8601_local(now) for wid in ids})
     if started is None:
-        return
+        return 0
     missing = [wid for wid, ok in zip(ids, store.registered(ids)) if not ok]
     if missing:
-        log.warning("re-registering %d worker id(s) missing from the workers set", len(missing))
         store.register_workers(missing, started())
+    return len(missing)
 
 
 def store_factory(url: str, namespace: str) -> Callable[[], Store]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Callable, List
+from typing import Any, Callable, Dict, List
 
 from resque_compat.common.plugin_scan import one_scan
 
@@ -33,7 +33,7 @@ def monitor_hub(threshold: float, running: Callable[[], List[str]]) -> None:
 
     # gevent reports once per period while one greenlet keeps the hub, each time with only the
     # threshold; measure the whole episode so the log says how long the job really blocked.
-    episode = {"greenlet": None, "since": 0.0, "last": 0.0}
+    episode: Dict[str, Any] = {"greenlet": None, "since": 0.0, "last": 0.0}
 
     def on_event(event: object) -> None:
         if not isinstance(event, gevent.events.EventLoopBlocked):

@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Set
 
 from resque_compat.errors import DirtyExit, PruneDeadWorkerDirtyExit
+from resque_compat.settings import Settings
+from resque_compat.store.dead import CAPPED, DeadWorker
 from resque_compat.store.store import Store
 from resque_compat.wire import codec, records
 from resque_compat.wire.queues import QueueList
@@ -26,8 +29,10 @@ RESQUE_PS_LINE = re.compile(r"resque:work|resque:\sStarting|resque-[0-9]")
 def resque_pids() -> List[str]:
     """Pids (as strings, compared exactly as Ruby does) of processes that look like Resque."""
     # Any process may have argv bytes that are not UTF-8: never let one crash our start-up.
-    out = subprocess.run(["ps", "-A", "-o", "pid,command"], capture_output=True, text=True,
-                         errors="replace", check=False).stdout
+    # stdin=DEVNULL: with no stdin, gevent's subprocess clears O_NONBLOCK on the child's fd 0,
+    # which is the same open file as ours; were that a Redis socket, it would block (issue 14).
+    out = subprocess.run(["ps", "-A", "-o", "pid,command"], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, errors="replace", check=False).stdout
     pids = []
     for line in out.splitlines()[1:]:
         if RESQUE_PS_LINE.search(line) and "resque-web" not in line:
@@ -53,6 +58,19 @@ def _ruby_to_s(value: object) -> str:
     return codec.encode(value) if isinstance(value, (dict, list)) else str(value)
 
 
+@dataclass(frozen=True)
+class DirtyExitPolicy:
+    """DIRTY_EXIT and its cap: what our pruners do with a job a dead worker held."""
+
+    mode: str = "fail"  # "fail" (Ruby's) or "requeue"
+    cap: int = 3  # DIRTY_EXIT_MAX: the cap-th crash fails the job instead (0 = no cap)
+    window: float = 72 * 3600.0  # DIRTY_EXIT_WINDOW, seconds
+
+
+def dirty_exit_policy(settings: Settings) -> DirtyExitPolicy:
+    return DirtyExitPolicy(settings.dirty_exit, settings.dirty_exit_max, settings.dirty_exit_window)
+
+
 def prune_dead_workers(
     store: Store,
     own_id: str,
@@ -63,6 +81,7 @@ def prune_dead_workers(
     now: Callable[[], float],
     pids: Callable[[], List[str]] = resque_pids,
     dirty_exit: str = "fail",
+    policy: Optional[DirtyExitPolicy] = None,
 ) -> List[str]:
     """Ruby's ``Worker#prune_dead_workers``, rule for rule. Returns the ids it unregistered.
 
@@ -107,22 +126,47 @@ def prune_dead_workers(
             continue
         same_host.append(wid)
     victims = list(expired) + same_host
-    if not victims:
-        return []
-    held = dict(zip(victims, store.worker_jobs(victims)))
-    entries = []
-    entry_queues: List[Optional[str]] = []  # each entry's job queue, for redis_multi_queue
-    requeues: List[Tuple[str, bytes]] = []
     for wid in victims:
-        record = records.held_job(held.get(wid))
-        if record is None:
+        log.info("Pruning dead worker: %s", wid)
+    _unregister_dead(store, victims, set(expired), policy or DirtyExitPolicy(dirty_exit), now)
+    return victims
+
+
+def unregister_dead_process(store: Store, hostname: str, pid: int, policy: DirtyExitPolicy,
+                            now: Callable[[], float]) -> List[str]:
+    """Unregister every id of process ``pid`` on this host, which is known dead (a pool child
+    that exited), at once and without Ruby's pruning lock: Ruby's ``unregister_worker`` with
+    DIRTY_EXIT for each job held (issue 14, requirement 3). Returns the ids."""
+    view = store.prune_view()
+    ids = [wid for wid in dict.fromkeys(view.workers + list(view.heartbeats))
+           if (fields := _pruner_fields(wid)) is not None and fields[:2] == (hostname, str(pid))]
+    _unregister_dead(store, ids, set(), policy, now)
+    return ids
+
+
+def _unregister_dead(store: Store, victims: Sequence[str], expired: Set[str],
+                     policy: DirtyExitPolicy, now: Callable[[], float]) -> None:
+    """Decide each dead id's job per ``policy`` (ids in ``expired`` died by heartbeat age:
+    PruneDeadWorkerDirtyExit), then one atomic unregister (store/dead.py)."""
+    if not victims:
+        return
+    dead = []
+    for wid, raw in zip(victims, store.worker_jobs(victims)):
+        record = records.held_job(raw)
+        if raw is None or record is None:
+            dead.append(DeadWorker(wid))
             continue
-        if dirty_exit == "requeue" and isinstance(record.get("payload"), dict) \
-                and isinstance(record.get("queue"), str):
-            # DIRTY_EXIT=requeue: back to the head of its queue, exact bytes (at-least-once).
-            item = records.payload_bytes_from_record(held[wid], record) or \
+        queue = record.get("queue") if isinstance(record.get("queue"), str) else None
+        if policy.mode == "requeue" and isinstance(record.get("payload"), dict) and queue is not None:
+            # DIRTY_EXIT=requeue: back to the head of its queue, exact bytes (at-least-once),
+            # unless this is the cap-th worker it crashed: then a DirtyExit saying so.
+            item = records.payload_bytes_from_record(raw, record) or \
                 codec.encode(record["payload"]).encode("utf-8")
-            requeues.append((record["queue"], item))
+            capped = DirtyExit(f"Job crashed its worker {policy.cap} times within "
+                               f"{policy.window / 3600:g}h (DIRTY_EXIT_MAX={policy.cap}); not "
+                               "requeued again")
+            dead.append(DeadWorker(wid, raw, "requeue", queue=queue, item=item,
+                                   capped_entry=records.dirty_exit_entry(record, capped, wid, now())))
             continue
         if wid in expired:
             # Ruby: job_class = worker.job(false)['payload']['class'] rescue nil; job ||= "<Unknown Job>"
@@ -133,12 +177,13 @@ def prune_dead_workers(
                 f"Worker {wid} did not gracefully exit while processing {shown}")
         else:
             exc = DirtyExit("Job still being processed")
-        entries.append(records.dirty_exit_entry(record, exc, wid, now()))
-        entry_queues.append(record.get("queue"))
-    for wid in victims:
-        log.info("Pruning dead worker: %s", wid)
-    store.unregister_workers(victims, entries, requeues, entry_queues)
-    return victims
+        dead.append(DeadWorker(wid, raw, "fail", entry=records.dirty_exit_entry(record, exc, wid, now()),
+                               queue=queue))
+    outcomes = store.unregister_dead_workers(dead, policy.cap, policy.window)
+    for d, outcome in zip(dead, outcomes):
+        if outcome == CAPPED:
+            log.warning("%s: its job crashed %d workers; recorded as a failure, not requeued (%s)",
+                        d.worker_id, policy.cap, d.item[:200].decode("utf-8", "replace"))
 
 
 def unregister_workers(store: Store, ids: Sequence[str], now: Callable[[], float]) -> List[dict]:

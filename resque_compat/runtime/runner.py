@@ -29,7 +29,7 @@ from resque_compat import (
     status,  # noqa: F401  adds the resque-status plugin for @job(status=True)
 )
 from resque_compat import redis as job_redis
-from resque_compat.errors import ConfigurationError, TermException
+from resque_compat.errors import ConfigurationError, JobKilled, TermException
 from resque_compat.failures import notifier_for
 from resque_compat.retry_failures import suppression_for
 from resque_compat.runtime import pause  # noqa: F401  resque-pause's push-back, @job(pause=True)
@@ -37,7 +37,7 @@ from resque_compat.runtime.autoscale import Autoscaler, db_headroom
 from resque_compat.runtime.fetcher import Fetcher, FetcherEvents
 from resque_compat.runtime.heartbeat import HeartbeatThread, beat, store_factory
 from resque_compat.runtime.process import monitor_hub, rss_mb
-from resque_compat.runtime.pruning import prune_dead_workers, unregister_workers
+from resque_compat.runtime.pruning import dirty_exit_policy, prune_dead_workers, unregister_workers
 from resque_compat.runtime.worker import Worker
 from resque_compat.settings import Settings
 from resque_compat.store.store import Store, connect
@@ -161,8 +161,9 @@ class Runner:
                             self.settings.term_timeout)
             watcher.kill()
             for w in self.workers:
-                if w.greenlet.exception is not None and not isinstance(w.greenlet.exception, TermException):
-                    log.error("worker %s crashed: %r", w.id, w.greenlet.exception)
+                crash = w.greenlet.exception if w.greenlet is not None else None
+                if crash is not None and not isinstance(crash, TermException):
+                    log.error("worker %s crashed: %r", w.id, crash)
                     self.exit_code = 1
         finally:
             self.shutdown()
@@ -182,7 +183,7 @@ class Runner:
             prune_interval=self.settings.effective_prune_interval,
             lock_ttl=self.settings.heartbeat_interval,
             now=self.clock,
-            dirty_exit=self.settings.dirty_exit,
+            policy=dirty_exit_policy(self.settings),
         )
         if pruned:
             log.info("Pruned %d dead worker(s)", len(pruned))
@@ -217,7 +218,7 @@ class Runner:
             live = [w.greenlet for w in self.workers if w.greenlet is not None and not w.greenlet.dead]
             if live:
                 gevent.joinall(live)
-            elif scaler is not None and not scaler.dead:
+            elif scaler is not None and not scaler.dead and self.autoscaler is not None:
                 self.autoscaler.stop()  # let it finish a step in progress, then look again
                 scaler.join()
             else:
@@ -284,8 +285,13 @@ class Runner:
                 self.failure_notifier(entry)
 
     def _reregister(self) -> None:
-        """After a Redis outage: heartbeat now and re-register slots a restarted Redis lost."""
-        beat(self.store, self.ids, self._started_text)
+        """After a Redis outage: heartbeat now and re-register slots a restarted Redis lost;
+        then /healthz reads Redis again at once rather than at the next metrics poll."""
+        missing = beat(self.store, self.ids, self._started_text)
+        if missing:
+            log.warning("re-registered %d worker id(s) a restarted Redis had lost", missing)
+        if self.metrics is not None:
+            self.metrics.poll()
 
     def _started_text(self) -> str:
         return codec.time_to_s(self.clock())
@@ -316,12 +322,15 @@ class Runner:
         self._term_timer = gevent.spawn_later(self.settings.term_timeout, self.kill_jobs, name)
 
     def kill_jobs(self, name: str = "SIGUSR1") -> None:
-        """Raise TermException in every busy slot; each records its job as a failure."""
+        """Stop every busy slot's job; each records it as a failure and the slot goes on. USR1
+        is Ruby's child SIGKILLed (Resque::DirtyExit); TERM/INT after the grace period is
+        TERM_CHILD's Resque::TermException."""
         busy = [w for w in self.workers if w.job is not None and w.greenlet is not None]
         if busy:
             log.warning("%s: killing %d in-flight job(s)", name, len(busy))
         for w in busy:
-            w.greenlet.kill(TermException(name), block=False)
+            assert w.greenlet is not None  # busy holds only started slots
+            w.greenlet.kill(JobKilled(self.pid) if name == "SIGUSR1" else TermException(name), block=False)
 
     def recycle(self, reason: str) -> None:
         """MAX_JOBS / MAX_MEMORY: stop taking jobs, finish in-flight ones, exit with code 3."""
@@ -369,6 +378,7 @@ class Runner:
             return TITLE_PREFIX + "Waiting for " + ",".join(self.fetcher.current_queues)
         if len(self.workers) == 1:
             job = busy[0].job
+            assert job is not None  # busy holds only slots with a job
             return f"{TITLE_PREFIX}Processing {job.queue} since {int(busy[0].job_started)} [{job.display_class}]"
         return f"{TITLE_PREFIX}Processing {len(busy)} of {len(self.workers)} jobs"
 

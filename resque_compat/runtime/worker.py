@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import gevent
 
 from resque_compat import hooks, loner, registry
-from resque_compat.errors import DontPerform, JobTimeout, PayloadError, TermException
+from resque_compat.errors import DirtyExit, DontPerform, JobKilled, JobTimeout, PayloadError, TermException
 from resque_compat.log import VERBOSE, job_context
 from resque_compat.runtime.fetcher import Fetcher
 from resque_compat.wire import codec, records
@@ -54,7 +54,7 @@ class Worker:
             try:
                 if not self.work_one_job():
                     return
-            except TermException:
+            except (TermException, JobKilled):
                 # A kill that arrived just after the job ended: there is nothing left to stop.
                 if self.job is None:
                     continue
@@ -68,15 +68,17 @@ class Worker:
         self.job, self.job_started = job, self.clock()
         failure: Optional[str] = None
         suppressed = False
+        counted = True  # in stat:failed; Ruby never counts a DirtyExit there (WIRE §1.2)
         log.log(VERBOSE, "got: %s", job, extra={"worker": self.id, "queue": job.queue})
         try:
             with job_context(self.id, job.queue, job.class_name):  # the job's own log lines name it
                 self.perform(job)
         except DontPerform:
             log.log(VERBOSE, "skipped: %s (a before_perform hook raised DontPerform)", job)
-        except Exception as exc:  # unknown class, bad payload, job error, TERM after the grace
+        except Exception as exc:  # unknown class, bad payload, job error, TERM after the grace, USR1
             self.failed += 1
             failure = self.failure_entry(job, exc)
+            counted = not isinstance(exc, DirtyExit)
             if self.retry_suppression is not None:  # None: listed; still counted in stat:failed
                 failure = self.retry_suppression.entry_to_list(job, exc, failure, self.id)
                 suppressed = failure is None
@@ -91,7 +93,7 @@ class Worker:
                 self.metrics.job_ended(job, self.job_started, self.clock(), failure is not None or suppressed)
             # failure entry + stat:failed, then DEL worker:<id> + stat:processed: one trip,
             # batched with other slots'; retried (never twice) while Redis is away.
-            self.fetcher.done_working(job, self.id, failure, suppressed)
+            self.fetcher.done_working(job, self.id, failure, suppressed, counted)
         return True
 
     def perform(self, job: Job) -> Any:
@@ -102,6 +104,7 @@ class Worker:
                 'objects {"class":"Ruby::Name","args":[...]}; fix the producer, then retry or '
                 "remove this failure"
             )
+        assert job.class_name is not None  # parse_job sets it on every job without a problem
         spec = registry.lookup(job.class_name)
         unique = loner.unique_for(spec, self.fetcher.store.keys, job.queue, job.args)
         if unique is not None:  # resque-loner frees the key at reserve, before any hook

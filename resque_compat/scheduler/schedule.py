@@ -7,7 +7,8 @@ fixtures ``sched_01``..``sched_05b``):
 * the file is a mapping of schedule name to config; an entry without ``class`` uses its name;
 * ``cron`` wins over ``every``; either may be ``[value, {options}]`` (rufus-scheduler options);
   an entry with neither is skipped with one line, as Ruby logs "no cron / every found";
-* ``rails_env``/``env``: a comma/space list; the entry is loaded only where RAILS_ENV is listed;
+* ``rails_env``/``env``: a comma/space list; the entry is loaded only where RAILS_ENV is listed
+  (``rails_env`` wins over ``env`` unless it is null);
 * ``args``: a Hash becomes ``[hash]``, nothing becomes ``[]``, a scalar ``[scalar]``;
 * ``queue``: the entry's, else the queue of the Python ``@job`` registered under the class
   (Ruby reads the class's ``@queue``); with neither the entry cannot be enqueued and is refused;
@@ -23,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
+from resque_compat.common.yaml_file import load_mapping
 from resque_compat.errors import ConfigurationError, EncodeError
 from resque_compat.scheduler import cron as _cron
 from resque_compat.wire import codec
@@ -90,20 +92,8 @@ def load_yaml(text: str, source: str = "schedule file") -> Dict[str, Dict[str, A
 
     ERB is refused as for resque-pool's file (only Ruby evaluates it). Raises ConfigurationError.
     """
-    import yaml  # resque-scheduler's format is YAML; PyYAML reads it as Psych does (YAML 1.1)
-
-    if "<%" in text:
-        raise ConfigurationError(f"{source} uses ERB (<% ... %>), which only Ruby evaluates; write "
-                                 "the values out (or generate the file before starting)")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{source} is not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigurationError(f"{source} must map schedule names to entries, e.g. "
-                                 "nightly_report: {cron: \"0 5 * * *\", class: NightlyReport, queue: reports}")
+    data = load_mapping(text, source, what="schedule names to entries",
+                        example='nightly_report: {cron: "0 5 * * *", class: NightlyReport, queue: reports}')
     return prepare({str(name): config for name, config in data.items()})
 
 
@@ -125,7 +115,10 @@ def env_matches(configured: Any, env: Optional[str]) -> bool:
 
 
 def configured_env(config: Mapping[str, Any]) -> Any:
-    return config.get("rails_env") or config.get("env")
+    """Ruby's ``config['rails_env'] || config['env']``: only a missing/null or false
+    ``rails_env`` gives way to ``env``; ``rails_env: ""`` wins and matches no env."""
+    value = config.get("rails_env")
+    return config.get("env") if value is None or value is False else value
 
 
 def normalize_args(args: Any) -> List[Any]:

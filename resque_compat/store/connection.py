@@ -19,6 +19,9 @@ URL forms (issue 7, "Scaling out"):
   credentials, if they have any, go in ``?sentinel_username=...&sentinel_password=...``. A
   host without a port means 26379; ``<db>`` defaults to 0. Other query arguments
   (``socket_timeout``...) apply to the master's connections, as for ``redis://``.
+
+Every form bounds connect, TLS handshake and each reply (``?socket_connect_timeout=5`` and
+``?socket_timeout=10`` by default; see :mod:`~resque_compat.store.timeouts`).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from resque_compat.common.urls import parse_host_port, redact
 from resque_compat.errors import ConfigurationError
+from resque_compat.store.timeouts import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, bound
 
 log = logging.getLogger("resque_compat.connection")
 
@@ -96,24 +100,29 @@ class BoundedSentinelPool(_CountingPool, SentinelConnectionPool, redis.BlockingC
 
 
 def connect(url: str, max_connections: int = 10, timeout: float = 20.0,
-            connect_timeout: float = 2.0) -> redis.Redis:
+            connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: float = DEFAULT_READ_TIMEOUT) -> redis.Redis:
     """A client over a bounded, blocking pool for any URL form in the module docstring.
 
     ``timeout`` is how long a greenlet waits for a free connection; ``connect_timeout`` bounds
-    each TCP/TLS connect (and each question to a Sentinel). Raises ConfigurationError for a URL
-    it cannot use, naming the fix.
+    each TCP connect and TLS handshake (and each question to a Sentinel), ``read_timeout`` each
+    reply; the URL's ``socket_connect_timeout`` / ``socket_timeout`` override them. Raises
+    ConfigurationError for a URL it cannot use, naming the fix.
     """
     common: Dict[str, Any] = dict(
         max_connections=max_connections,
         timeout=timeout,
         socket_connect_timeout=connect_timeout,
+        socket_timeout=read_timeout,
         socket_keepalive=True,
         health_check_interval=30,
     )
-    if url.startswith(SENTINEL_SCHEME):
-        return redis.Redis(connection_pool=sentinel_pool(url, common))
     try:
-        pool = BoundedPool.from_url(url, **common)
+        if url.startswith(SENTINEL_SCHEME):
+            return redis.Redis(connection_pool=bound(sentinel_pool(url, common)))
+        pool = bound(BoundedPool.from_url(url, **common))
+    except RedisURLError:
+        raise
     except ValueError as exc:
         raise RedisURLError(f"cannot use Redis URL {redact(url)!r}: {exc}; check --redis / "
                                  "REDIS_URL (redis://, rediss://, unix:// or redis+sentinel://)") from None
@@ -123,21 +132,28 @@ def connect(url: str, max_connections: int = 10, timeout: float = 20.0,
 def sentinel_pool(url: str, common: Dict[str, Any]) -> BoundedSentinelPool:
     """The master pool of a ``redis+sentinel://`` URL (see the module docstring)."""
     sentinels, service, db, username, password, query = parse_sentinel_url(url)
-    sentinel_kwargs: Dict[str, Any] = {
-        "socket_connect_timeout": common["socket_connect_timeout"],
-        "socket_timeout": common["socket_connect_timeout"],
-    }
-    for name in ("sentinel_username", "sentinel_password"):
-        if name in query:
-            sentinel_kwargs[name[len("sentinel_"):]] = query.pop(name)
     master_kwargs = dict(common, db=db, **query)
+    ask_within = master_kwargs["socket_connect_timeout"]
+    sentinel_kwargs: Dict[str, Any] = {"socket_connect_timeout": ask_within, "socket_timeout": ask_within}
+    for name in ("sentinel_username", "sentinel_password"):
+        if name in master_kwargs:
+            sentinel_kwargs[name[len("sentinel_"):]] = master_kwargs.pop(name)
     if username:
         master_kwargs["username"] = username
     if password:
         master_kwargs["password"] = password
     manager = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
+    # Bounded like every other socket, and named in one short phrase: redis-py's "No master
+    # found" error lists each Sentinel by its client's repr, a line of 600 characters each.
+    manager.sentinels = [_SentinelClient(connection_pool=bound(s.connection_pool)) for s in manager.sentinels]
     log.debug("Redis via Sentinel: service %s on %s", service, sentinels)
     return BoundedSentinelPool(service, manager, is_master=True, **master_kwargs)
+
+
+class _SentinelClient(redis.Redis):
+    def __repr__(self) -> str:
+        kwargs = self.connection_pool.connection_kwargs
+        return f"Sentinel {kwargs.get('host')}:{kwargs.get('port')}"
 
 
 def parse_sentinel_url(url: str) -> Tuple[List[Tuple[str, int]], str, int, str, str, Dict[str, Any]]:

@@ -176,6 +176,8 @@ class Done:
     #: A failure counted in ``stat:failed`` but not listed (MultipleWithRetrySuppression kept
     #: it out of ``failed`` because the job is being retried); ``failure`` is then None.
     suppressed: bool = False
+    #: False for a listed failure Ruby does not count in ``stat:failed`` (a DirtyExit).
+    counted: bool = True
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,7 @@ def reserve_call(keys: Keys, failure_backend: str, done: Sequence[Done], free_id
         script_keys += [keys.worker(d.worker_id), keys.worker_processed(d.worker_id),
                         keys.worker_failed(d.worker_id), keys.failure_list(d.queue, failure_backend)]
         member = keys.failed_queues_member(d.queue, failure_backend) if d.failure else None
-        args += [d.failure or "", member or "", "1" if d.failure or d.suppressed else ""]
+        args += [d.failure or "", member or "", "1" if (d.failure and d.counted) or d.suppressed else ""]
     script_keys.extend(keys.worker(wid) for wid in free_ids)   # free_first
     script_keys.extend(keys.queue(q) for q in queues)           # queue_first
     script_keys.append(keys.pause_all)                          # pause_first: resque-pause,

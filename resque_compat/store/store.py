@@ -13,6 +13,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import redis
 
+from resque_compat.store.dead import UNREGISTER_DEAD_SCRIPT, DeadWorker, unregister_dead_call
 from resque_compat.store.scripts import (  # noqa: F401  Done, Reserved: callers import them from here
     RESERVE_SCRIPT,
     Done,
@@ -47,6 +48,7 @@ class Store:
         self.keys = keys
         self.failure_backend = failure_backend
         self._reserve = client.register_script(RESERVE_SCRIPT)
+        self._unregister_dead = client.register_script(UNREGISTER_DEAD_SCRIPT)
 
     # -- client side ---------------------------------------------------------------------------
     def push(self, queue: str, item: str) -> None:
@@ -285,6 +287,17 @@ class Store:
             pipe.delete(self.keys.worker_processed(wid))
             pipe.delete(self.keys.worker_failed(wid))
         pipe.execute()
+
+    def unregister_dead_workers(self, dead: Sequence[DeadWorker], cap: int = 0,
+                                window: float = 1.0) -> List[int]:
+        """``unregister_worker`` for workers known dead (pruning, a pool child that died): each
+        held job failed or requeued (counted against ``cap`` crashes per ``window``) only if
+        ``worker:<id>`` still holds what was read, then Ruby's six commands per id; one atomic
+        script (store/dead.py). Returns each id's outcome (``dead.FAILED``...)."""
+        if not dead:
+            return []
+        keys, args = unregister_dead_call(self.keys, self.failure_backend, dead, cap, window)
+        return [int(x) for x in self._unregister_dead(keys=keys, args=args)]
 
 
 _LEADING_INT = re.compile(rb"^\s*([+-]?\d+)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from resque_compat.store.store import server_seconds
 from resque_compat.wire.keys import Keys
 
 if TYPE_CHECKING:
@@ -103,8 +104,7 @@ class Survey:
         return (None if value is None else _s(value)), int(ttl)
 
     def server_time(self) -> float:
-        secs, micros = self.redis.time()
-        return secs + micros / 1e6
+        return server_seconds(self.redis.time())
 
     def config(self, *names: str) -> Optional[Dict[str, str]]:
         """CONFIG GET of each name; None where the server refuses CONFIG (managed Redis, ACL)."""

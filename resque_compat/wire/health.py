@@ -72,13 +72,19 @@ def worker_record_problem(raw: Raw) -> Optional[str]:
         return "the worker record is not a JSON object: resque-web's Working pages return 500 (TypeError)"
     if "queue" in data and not isinstance(data.get("payload"), dict):
         return 'the worker record has "queue" but no "payload" object: resque-web\'s Working pages return 500'
-    payload = data.get("payload")
-    if isinstance(payload, dict) and payload.get("class") == JOB_WRAPPER:
-        args = payload.get("args")
-        if not isinstance(args, list) or not args or not isinstance(args[0], dict):
-            return ("an ActiveJob JobWrapper payload whose first argument is not an object: "
-                    "resque-web's Working pages return 500")
+    if _wrapper_problem(data.get("payload")):
+        return ("an ActiveJob JobWrapper payload whose first argument is not an object: "
+                "resque-web's Working pages return 500")
     return None
+
+
+def _wrapper_problem(payload: Any) -> bool:
+    """resque-web's job_class partial (Working and Failed pages) reads ``args.first['job_class']``
+    of every ActiveJob JobWrapper payload."""
+    if not isinstance(payload, dict) or payload.get("class") != JOB_WRAPPER:
+        return False
+    args = payload.get("args")
+    return not isinstance(args, list) or not args or not isinstance(args[0], dict)
 
 
 def failure_entry_problem(raw: Raw) -> Optional[str]:
@@ -98,6 +104,9 @@ def failure_entry_problem(raw: Raw) -> Optional[str]:
         return 'the failure entry\'s "backtrace" is not an array: /failed returns 500'
     if isinstance(data.get("payload"), list):
         return 'the failure entry\'s "payload" is an array: /failed returns 500'
+    if _wrapper_problem(data.get("payload")):
+        return ('the failure entry\'s ActiveJob JobWrapper payload has no object as first argument: '
+                '/failed returns 500')
     return None
 
 

@@ -18,6 +18,7 @@ key                                    type    meaning (WIRE section; fixture th
 ``failed_queues`` / ``<queue>_failed`` set/lst redis_multi_queue backend (§4.4; 10)
 ``pruning_dead_workers_in_progress``   string  pruning lock, SET NX EX 60 (§3.5; 02)
 ``pause-all-workers``                  string  operator pause switch (§1.2)
+``dirty_exit_counts``                  hash    ours: payload bytes -> crashes it caused (DIRTY_EXIT_MAX); expires
 ``pause:queue:<q>`` / ``pause:all``    string  resque-pause: any value pauses (plugins README)
 ``delayed_queue_schedule``             zset    due epoch seconds, member = score (§7.1; 09)
 ``delayed:<ts>``                       list    ``{"class","args","queue"}`` items due at ts (§7.1; 09)
@@ -98,6 +99,11 @@ class Keys:
     @property
     def pruning_lock(self) -> str:
         return self._prefix + "pruning_dead_workers_in_progress"
+
+    @property
+    def dirty_exit_counts(self) -> str:
+        """Ours: payload bytes -> how many workers the job crashed (DIRTY_EXIT_MAX, issue 14)."""
+        return self._prefix + "dirty_exit_counts"
 
     @property
     def pause_all_workers(self) -> str:

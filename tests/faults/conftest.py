@@ -25,8 +25,8 @@ def workers():
     """Factory: ``workers(words, env)`` starts ``resque-py work``; all are SIGKILLed after."""
     procs = []
 
-    def start(words, env=None) -> WorkerProcess:
-        proc = WorkerProcess(list(words), env=env)
+    def start(words, env=None, **options) -> WorkerProcess:
+        proc = WorkerProcess(list(words), env=env, **options)
         procs.append(proc)
         return proc
 

@@ -34,10 +34,12 @@ LONG = FIBERS // 2  # long jobs just before the signal point, so they are in fli
 def test_signal_under_load(r, workers, report, signals):
     quit_ = signals == ["SIGQUIT"]
     long_seconds = 1.5 if quit_ else 60.0  # QUIT waits for them; TERM must cut them short
-    n = scaled(400, 10000)
+    # Enough left after the signal point that a loaded machine cannot finish the stream before
+    # the signal lands: 750 jobs of 5-40 ms on the 10 free slots are about 1.7 s of work.
+    n = scaled(1000, 10000)
     signal_at = n // 4  # jobs started when the signal is sent
     stream = make_stream(n, "s", seed=5, seconds=lambda i, rng: long_seconds if signal_at - LONG <= i < signal_at
-                         else round(rng.uniform(0.002, 0.03), 4))
+                         else round(rng.uniform(0.005, 0.04), 4))
     long_ids = set(stream.ids[signal_at - LONG:signal_at]) - stream.deliberate
     push_stream(r, stream)
     words = ["QUEUE=faults", f"FIBERS={FIBERS}", f"RESQUE_TERM_TIMEOUT={TERM_TIMEOUT}"]

@@ -7,8 +7,9 @@
 #   TZ=Etc/UTC resque-py --redis redis://127.0.0.1:6379/5 scheduler --schedule SCHEDULE.yml   # a few seconds
 #   RUBYLIB=... REDIS_URL=redis://127.0.0.1:6379/5 SCHEDULE_FILE=SCHEDULE.yml ruby tests/manual/resque_web_schedule.rb
 #
-# Prints each row (Name, Description, Interval, Class, Queue, Arguments, Last Enqueued) and the
-# status of "Queue now" for each schedule.
+# Prints each row (Name, Description, Interval, Class, Queue, Arguments, Last Enqueued; rows
+# resque-web highlights as skipped in RAILS_ENV are marked) and the status of "Queue now" for each
+# schedule. fixtures/ruby-interop/scheduler_capture.sh runs it and records the output.
 require 'multi_json'; MultiJson.use :json_gem
 require 'resque'; require 'resque-scheduler'; require 'resque/server'; require 'resque/scheduler/server'
 require 'yaml'; require 'rack/mock'
@@ -17,9 +18,12 @@ Resque.schedule = YAML.load_file(ENV.fetch('SCHEDULE_FILE')) # the Rails app's i
 app = Rack::MockRequest.new(Resque::Server.new)
 res = app.get('/schedule')
 puts "GET /schedule -> #{res.status}"
-res.body.scan(%r{<tr style.*?</tr>}m).each { |row| puts row.gsub(/<[^>]+>/, ' ').split.join(' ') }
+res.body.scan(%r{<tr style="([^"]*)">(.*?)</tr>}m).each do |style, row|
+  # a styled (highlighted) row is one resque-web says is skipped in this RAILS_ENV
+  puts "#{style.empty? ? '' : '[skipped in this env] '}#{row.gsub(/<[^>]+>/, ' ').split.join(' ')}"
+end
 puts res.body[/Current master: [^<]*/]
 Resque.schedule.keys.sort.each do |name|
   res = app.post('/schedule/requeue', params: { 'job_name' => name })
-  puts "Queue now #{name} -> #{res.status}"
+  puts "Queue now #{name} -> #{res.status} #{res['Location']}"
 end

@@ -7,10 +7,13 @@ ruby-fugit, and the lib/ folders of resque v3.0.0 and resque-scheduler v5.0.0:
         .venv/bin/python tests/manual/ruby_handover.py
 
 It FLUSHDBs that DB. Prints each leader's slots and exits 1 if a slot ran twice or a push is
-unaccounted for.
+unaccounted for; with --json, ends with one JSON line of the same (what
+fixtures/ruby-interop/scheduler_capture.sh records). Ruby's connection is named ruby-scheduler
+(CLIENT SETNAME), so a MONITOR capture can tell its commands from ours.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -27,7 +30,7 @@ URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/5")
 RUBY_RUNNER = """
 require 'multi_json'; MultiJson.use :json_gem
 require 'resque'; require 'resque-scheduler'; require 'yaml'
-Resque.redis = ENV['REDIS_URL']
+Resque.redis = Redis.new(url: ENV['REDIS_URL'], id: 'ruby-scheduler')  # named for MONITOR captures
 Resque.schedule = YAML.load_file(ENV['SCHEDULE_FILE'])
 $stdout.sync = true
 Resque::Scheduler::Cli.run!([], {})
@@ -99,6 +102,12 @@ def main() -> int:
         everything += proc.slots()
     pushed = client.llen("resque:queue:tick")
     print(f"pushed {pushed}, logged {len(everything)}, distinct {len(set(everything))}")
+    if "--json" in sys.argv[1:]:
+        runs = {slot: everything.count(slot) for slot in sorted(set(everything))}
+        print(json.dumps({"leaders": [{"name": p.name, "slots": p.slots()} for p in (a, ruby, b)],
+                          "pushed": pushed, "runs_per_slot": runs,
+                          "last_enqueued_at": client.hget("resque:delayed:last_enqueued_at", "every_second"),
+                          "queue_items": sorted(set(client.lrange("resque:queue:tick", 0, -1)))}))
     return 0 if len(everything) == len(set(everything)) == pushed else 1
 
 
