@@ -342,7 +342,8 @@ def main() -> None:
         redis_proc.terminate()
     with open(opts.results, "a") as fh:
         fh.write(f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}{' (quick)' if opts.quick else ''}\n\n")
-        fh.write(f"machine: {machine()}\n\nload at start: {load_at_start}; at end: {load_at_end}\n\n{header}\n|{'---|' * 11}\n" + "\n".join(rows) + "\n\n")
+        fh.write(f"machine: {machine()}\n\nload at start: {load_at_start}; at end: {load_at_end}\n\n"
+                 f"{header}\n|{'---|' * 11}\n" + "\n".join(rows) + "\n\n")
         fh.write(f"endpoint lateness: max {late['max_late_ms']:.1f} ms, p99 {late['p99_late_ms']:.1f} ms\n")
         if node_rows:
             fh.write(f"\nbeside {node_resque.version()} (one process, the same job bodies and "
