@@ -15,12 +15,12 @@ semaphore lets a greenlet that just gave a connection back take it again before 
 waiter runs, and with 100 greenlets on 20 connections some waiters starved for over a second,
 so a busy but healthy pool could raise PoolExhausted.
 
-``PooledDB`` pings each connection when it is handed out (``ping=1``) and replaces it if MySQL
-restarted or dropped it ("gone away"), and whatever a job left uncommitted is rolled back when
-the connection comes back, so the next job never inherits a half-done transaction (or a stale
-REPEATABLE READ snapshot). :func:`cursor` has just committed when it gives the connection back,
-so that rollback, a round trip that can change nothing, is skipped there (issue 17: W3 spent a
-quarter of its MySQL round trips on it).
+Each connection is pinged when it is handed out and replaced if MySQL restarted or dropped it
+("gone away"), outside PooledDB's pool lock (as is opening one), and whatever a job left
+uncommitted is rolled back when the connection comes back, so the next job never inherits a
+half-done transaction (or a stale REPEATABLE READ snapshot). :func:`cursor` has just committed
+when it gives the connection back, so that rollback, a round trip that can change nothing, is
+skipped there (issue 17: W3 spent a quarter of its MySQL round trips on it).
 
 The pool is created on first use, not by :func:`configure`, so that it is built after
 ``gevent.monkey.patch_all()`` and its locks and sockets are cooperative.
@@ -33,7 +33,7 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Optional, Tuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import gevent
@@ -175,6 +175,34 @@ class _Slots:
             self.free += 1
 
 
+def _creator(pymysql: Any) -> Callable[..., Any]:
+    """``pymysql.connect`` with one TLS context for every connection of the pool.
+
+    PyMySQL 1.2 with no ``ssl*`` option uses TLS if the server offers it ("preferred") and
+    builds a new default SSL context, loading the system's CA certificates, for every
+    connection: 19 ms of CPU each, 0.4 s for a pool of 20 before the first jobs could finish
+    (issue 17, W3). The preferred-mode context has no per-connection state, so one is built and
+    shared; explicit ``ssl*`` options still get their own, as before.
+    """
+    shared: Dict[str, Any] = {}
+
+    class Connection(pymysql.connections.Connection):
+        def _create_ssl_ctx(self, sslp: Any) -> Any:
+            if sslp != {}:
+                return super()._create_ssl_ctx(sslp)
+            if "preferred" not in shared:
+                shared["preferred"] = super()._create_ssl_ctx(sslp)
+            return shared["preferred"]
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        return Connection(*args, **kwargs)
+
+    # What DBUtils reads from a creator: the DB-API module's exceptions and thread safety.
+    connect.dbapi = pymysql  # type: ignore[attr-defined]
+    connect.threadsafety = pymysql.threadsafety  # type: ignore[attr-defined]
+    return connect
+
+
 class _Pool:
     """One PooledDB and the slots that bound and time checkouts from it."""
 
@@ -191,13 +219,15 @@ class _Pool:
         self.closed = False
         self._slots = _Slots(config.size)
         self._pooled = PooledDB(
-            pymysql,
+            _creator(pymysql),
             mincached=0,
             maxcached=config.size,
             maxshared=0,  # dedicated connections only: never two greenlets on one connection
             maxconnections=config.size,
             blocking=True,  # never waits: the slots admit at most `size` holders
-            ping=1,  # ping when handed out; reconnect if MySQL restarted or dropped it
+            # 2 = "when a cursor is made", which never happens through DBUtils here: checkout
+            # pings (and reconnects) itself, outside the pool lock PooledDB would hold for it.
+            ping=2,
             reset=False,  # checkin rolls back itself, unless the borrower has just committed
             **config.params,
         )
@@ -219,12 +249,15 @@ class _Pool:
                 stats.timeouts += 1
                 raise PoolExhausted(self.size, waited, self.timeout, stats.waiting)
         try:
-            lease = self._pooled.connection(shareable=False)  # pings; reconnects if needed
+            if not self._pooled._idle_cache:
+                self._connect_idle()
+            lease = self._pooled.connection(shareable=False)
         except BaseException:
             stats.errors += 1
             self._slots.release()
             raise
         try:
+            lease._con._ping_check(2)  # ping when handed out; reconnect if MySQL dropped it
             raw = self._raw(lease)
             if not raw.open:
                 # DBUtils hands out the connection even when its ping's reconnect failed; a
@@ -238,6 +271,16 @@ class _Pool:
             raise
         stats.acquired()
         return raw, lease
+
+    def _connect_idle(self) -> None:
+        """Open a connection into PooledDB's idle list. PooledDB opens a missing connection,
+        and pings a cached one, while holding its pool lock, so every other checkout and
+        checkin waited for each MySQL handshake and ping: 20 connects in a row at start-up
+        (W3's first job finished after 0.8 s, issue 17), one ping at a time afterwards."""
+        connection = self._pooled.steady_connection()
+        with self._pooled._lock:
+            self._pooled._idle_cache.append(connection)
+            self._pooled._lock.notify()
 
     def checkin(self, lease: Any, clean: bool, committed: bool = False) -> None:
         """Give a connection back; ``clean`` is False when the job left it mid-conversation,

@@ -96,6 +96,8 @@ class AutoPipelineRedis(redis.Redis):
             batch, self._batch = self._batch, []
             for _, _, result in batch:
                 result.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise  # GreenletExit and the like end the sender too, after failing the batch
             return
         # Taken after the connection: commands issued while we waited for one ride along.
         batch, self._batch = self._batch, []

@@ -159,3 +159,17 @@ def test_a_worker_job_uses_job_redis_url(r, resque):
     finally:
         unregister("JobRedis::Incr")
         job_redis.close()
+
+
+def test_redis_unreachable_fails_every_command_of_the_batch_and_nothing_hangs():
+    job_redis.configure("redis://127.0.0.1:6408/0", max_connections=2)  # nothing listens there
+    try:
+        def incr():
+            with pytest.raises(redis_py.ConnectionError):
+                job_redis.client().incr("n")
+
+        greenlets = [gevent.spawn(incr) for _ in range(10)]
+        gevent.joinall(greenlets, timeout=10, raise_error=True)
+        assert all(g.dead for g in greenlets)
+    finally:
+        job_redis.close()

@@ -191,7 +191,7 @@ class Runner:
         # Ruby's heartbeat thread beats before registration; wait (cooperatively) for it.
         deadline = self.clock() + 5
         while self.heartbeat.beats == 0 and self.clock() < deadline:
-            gevent.sleep(0.005)
+            gevent.sleep(0.001)  # start-up waits on this: poll finely (issue 17)
         hooks.run_worker_hook("on_start", self)  # Ruby's before_first_fork: before registering
         self.store.register_workers(self.ids, self._started_text())
         self.heartbeat.registered = True
