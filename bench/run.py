@@ -274,7 +274,8 @@ def main() -> None:
     jobs_s: Dict[str, float] = {}
     host_rows: List[Dict[str, Any]] = []
     print(f"machine: {machine()}")
-    print(f"load at start: {load()}")
+    load_at_start = load()
+    print(f"load at start: {load_at_start}")
     header = ("| workload | jobs/s | ideal % | floor jobs/s | pickup p50/p99 ms | peak RSS MB | "
               "CPU s/1000 jobs | floor CPU s/1000 | overhead ms/job | max MySQL | max Redis |")
     print(header)
@@ -334,13 +335,15 @@ def main() -> None:
             print(f"\n{NODE_HEADER}\n" + "\n".join(node_rows))
         if cycle_rows:
             print(f"\n{CYCLE_HEADER}\n" + "\n".join(cycle_rows))
-        print(f"load at end: {load()}")
+        load_at_end = load()
+        print(f"load at end: {load_at_end}")
     finally:
         endpoint.terminate()
         redis_proc.terminate()
     with open(opts.results, "a") as fh:
         fh.write(f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}{' (quick)' if opts.quick else ''}\n\n")
-        fh.write(f"machine: {machine()}\n\n{header}\n|{'---|' * 11}\n" + "\n".join(rows) + "\n\n")
+        fh.write(f"machine: {machine()}\n\nload at start: {load_at_start}; at end: {load_at_end}\n\n"
+                 f"{header}\n|{'---|' * 11}\n" + "\n".join(rows) + "\n\n")
         fh.write(f"endpoint lateness: max {late['max_late_ms']:.1f} ms, p99 {late['p99_late_ms']:.1f} ms\n")
         if node_rows:
             fh.write(f"\nbeside {node_resque.version()} (one process, the same job bodies and "

@@ -33,6 +33,11 @@ log = logging.getLogger("resque_compat.fetcher")
 #: Longest pause between retries while Redis is unreachable.
 MAX_REDIS_BACKOFF = 5.0
 #: Longest wait for the hub to go idle before a trip, so endings that are due now share it.
+#: Under a busy hub (W2's bursts of HTTP replies) the wait runs to this cap, about a third of
+#: a slot's pick-up cycle. It is a CPU/latency trade (issue 17, bench/cycle.py): waiting one
+#: hub turn instead halved W2's cycle (2.96 -> 1.53 ms, +3 % jobs/s) for 26 % more CPU per
+#: job in more, smaller trips; a 0.4 ms cap cut it by a quarter (+1.5 % jobs/s) with W2's CPU
+#: unchanged but W3's up 8 %. So the cap stays until a trip costs less.
 COALESCE = 0.001
 #: First idle poll delay after a job (seconds); doubles per empty poll up to POLL_INTERVAL.
 FIRST_POLL = 0.001
