@@ -103,7 +103,8 @@ class RequeueReport:
     problems: Tuple[str, ...] = ()
 
 
-def _decode_entry(raw: Any) -> Optional[dict]:
+def decode_entry(raw: Any) -> Optional[dict]:
+    """A failure entry's JSON object, or None for bytes that are not one (never raises)."""
     try:
         data = codec.decode(raw)
     except codec.DecodeError:
@@ -111,7 +112,7 @@ def _decode_entry(raw: Any) -> Optional[dict]:
     return data if isinstance(data, dict) else None
 
 
-def _job_of(data: dict) -> Tuple[str, str, list]:
+def job_of(data: dict) -> Tuple[str, str, list]:
     """``Job.create(item['queue'], item['payload']['class'], *item['payload']['args'])``'s
     validation: (queue, class, args), or Ruby's NoQueueError / NoClassError."""
     raw_payload = data.get("payload")
@@ -162,7 +163,7 @@ class Failures:
         members = sorted(codec.text(m) for m in self.redis.smembers(self.keys.failed_queues))
         return [self.keys.failed_queue_list(m) for m in members]
 
-    def _index_key(self, queue: Optional[str]) -> str:
+    def list_for_index(self, queue: Optional[str]) -> str:
         """The list an index refers to."""
         if not self.multi:
             if queue is not None:
@@ -212,16 +213,17 @@ class Failures:
         return list(islice(self.entries(queue, start), 0, None if stop is None else count))
 
     def show(self, index: int, queue: Optional[str] = None) -> Failure:
-        key = self._index_key(queue)
+        key = self.list_for_index(queue)
         raw = self.redis.lindex(key, index)
         if raw is None:
-            raise self._not_found(key, index)
+            raise self.not_found(key, index)
         return self._failure(key, index, raw)
 
     def _failure(self, key: str, index: int, raw: Any) -> Failure:
-        return Failure(index, self.keys.strip(key), codec.text(raw), _decode_entry(raw), key)
+        return Failure(index, self.keys.strip(key), codec.text(raw), decode_entry(raw), key)
 
-    def _not_found(self, key: str, index: int) -> FailureNotFound:
+    def not_found(self, key: str, index: int) -> FailureNotFound:
+        """The error for an index past the end of ``key``, saying how to list the indexes."""
         return FailureNotFound(
             f"no failure at index {index} in {self.keys.strip(key)} ({self.redis.llen(key)} "
             "entries); `resque-py failed list` shows the indexes")
@@ -233,7 +235,7 @@ class Failures:
 
         Raises NoQueueError / NoClassError as Ruby's ``Job.create`` does, after ``retried_at``
         was written (as Ruby); BadFailureEntry for an entry that is not a JSON object."""
-        return self._requeue_at(self._index_key(queue), index)
+        return self._requeue_at(self.list_for_index(queue), index)
 
     def _requeue_at(self, key: str, index: int) -> str:
         # Redis backend: "%Y/%m/%d %H:%M:%S %Z"; RedisMultiQueue leaves the zone out (fixture 10b).
@@ -244,8 +246,8 @@ class Failures:
             problem.clear()
             raw = pipe.lindex(key, index)  # WATCHed: a list that shifts meanwhile is re-read
             if raw is None:
-                raise self._not_found(key, index)
-            data = _decode_entry(raw)
+                raise self.not_found(key, index)
+            data = decode_entry(raw)
             if data is None:
                 raise BadFailureEntry(f"failure {index} in {self.keys.strip(key)} is not a JSON "
                                       "object, so it cannot be retried; remove it with "
@@ -254,7 +256,7 @@ class Failures:
             pipe.multi()
             pipe.lset(key, index, codec.encode(data))
             try:
-                job_queue, class_name, args = _job_of(data)
+                job_queue, class_name, args = job_of(data)
             except (NoQueueError, NoClassError) as exc:
                 problem.append(exc)
                 return
@@ -296,7 +298,7 @@ class Failures:
     # -- removing -----------------------------------------------------------------------------
     def remove(self, index: int, queue: Optional[str] = None) -> None:
         """``Failure.remove(i)``: LSET the entry to "" then LREM one "" (by index, as Ruby)."""
-        self._remove_at(self._index_key(queue), index)
+        self._remove_at(self.list_for_index(queue), index)
 
     def _remove_at(self, key: str, index: int) -> None:
         import redis
@@ -304,7 +306,7 @@ class Failures:
         try:
             self.redis.lset(key, index, "")
         except redis.ResponseError:  # "index out of range" (or no such list)
-            raise self._not_found(key, index) from None
+            raise self.not_found(key, index) from None
         self.redis.lrem(key, 1, "")
 
     def clear(self, queue: Optional[str] = None) -> int:

@@ -17,7 +17,20 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from resque_compat.common.urls import parse_host_port
+from resque_compat.common.setting_values import (
+    PY_FAILURE_BACKENDS,
+    FiberRange,
+    choice,
+    comma_list,
+    duration,
+    fibers,
+    flag,
+    host_port,
+    http_timeouts,
+    ruby_failure_backend,
+    seconds,
+    whole,
+)
 from resque_compat.errors import ConfigurationError
 from resque_compat.wire.keys import DEFAULT_NAMESPACE
 
@@ -25,134 +38,10 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
 
 
-def _float(name: str, minimum: float = 0.0) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ConfigurationError(f"{name} must be a number of seconds, e.g. {name}=5.0 (got {text!r})") from None
-        if value < minimum or value != value:
-            raise ConfigurationError(f"{name} must be at least {minimum} (got {text!r})")
-        return value
-    return parse
-
-
-def _int(name: str, minimum: int = 0, maximum: Optional[int] = None) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(str(text).strip())
-        except ValueError:
-            raise ConfigurationError(
-                f"{name} must be a whole number, e.g. {name}={max(minimum, 1)} (got {text!r})") from None
-        if value < minimum:
-            raise ConfigurationError(f"{name} must be at least {minimum} (got {text!r})")
-        if maximum is not None and value > maximum:
-            raise ConfigurationError(f"{name} must be at most {maximum} (got {text!r})")
-        return value
-    return parse
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _duration(name: str) -> Callable[[str], float]:
-    """Seconds, or a number with s, m, h or d (``72h``)."""
-    def parse(text: str) -> float:
-        value = str(text).strip().lower()
-        unit = _UNITS.get(value[-1:], 0)
-        return _float(name, 1.0)(value[:-1] if unit else value) * (unit or 1)
-    return parse
-
-
-def _flag(text: str) -> bool:
-    """Ruby checks these with ``ENV['VERBOSE']`` truthiness: any non-empty value but 0/false."""
-    return str(text).strip().lower() not in ("", "0", "false", "no", "off")
-
-
 def is_flag(setting: "Setting") -> bool:
     """An on/off setting: its command-line option takes no value (``--verbose``)."""
-    return setting.parse is _flag
+    return setting.parse is flag
 
-
-def _list(text: str) -> Tuple[str, ...]:
-    return tuple(part.strip() for part in str(text).split(",") if part.strip())
-
-
-def _choice(name: str, choices: Sequence[str]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        value = str(text).strip().lower()
-        if value not in choices:
-            raise ConfigurationError(f"{name} must be one of {', '.join(choices)} (got {text!r})")
-        return value
-    return parse
-
-
-#: Ruby Resque 3.0's own FAILURE_BACKEND values: the only ones a shared environment may hold.
-RUBY_FAILURE_BACKENDS = ("redis", "redis_multi_queue")
-#: What Python workers accept in RESQUE_PY_FAILURE_BACKEND.
-PY_FAILURE_BACKENDS = RUBY_FAILURE_BACKENDS + ("multiple", "multiple_with_retry_suppression")
-
-
-def _ruby_failure_backend(text: str) -> str:
-    # Ruby Resque 3.0 reads the same variable: with any other value a Ruby worker's first failure
-    # raises NameError inside Resque, which swallows it, so that worker's failures vanish.
-    value = str(text).strip().lower()
-    if value in RUBY_FAILURE_BACKENDS:
-        return value
-    hint = (f"use RESQUE_PY_FAILURE_BACKEND={value} instead" if value in PY_FAILURE_BACKENDS
-            else f"use {' or '.join(RUBY_FAILURE_BACKENDS)}, or RESQUE_PY_FAILURE_BACKEND for "
-                 f"{' or '.join(PY_FAILURE_BACKENDS[2:])}")
-    raise ConfigurationError(
-        f"FAILURE_BACKEND={text} is refused: Ruby Resque workers read FAILURE_BACKEND too and "
-        f"silently lose every failure record with anything but {' or '.join(RUBY_FAILURE_BACKENDS)}; "
-        f"{hint}")
-
-
-def _host_port(name: str) -> Callable[[str], str]:
-    """``HOST:PORT`` for a metrics sink; the text is kept, the port checked now."""
-    def parse(text: str) -> str:
-        try:
-            port = parse_host_port(str(text))[1]
-        except ValueError:
-            port = 0
-        if not port:
-            raise ConfigurationError(f"{name} must be HOST:PORT, e.g. {name}=127.0.0.1:8125 (got {text!r})")
-        return str(text).strip()
-    return parse
-
-
-@dataclass(frozen=True)
-class FiberRange:
-    """``FIBERS=MIN..MAX`` before :meth:`Settings.load` splits it into ``fibers_min``/``fibers``."""
-
-    low: int
-    high: int
-
-
-def _fibers(text: str) -> Any:
-    """``FIBERS=100`` (fixed) or ``FIBERS=10..200`` (autoscale between 10 and 200 greenlets)."""
-    low, sep, high = str(text).strip().partition("..")
-    if not sep:
-        return _int("FIBERS", 1)(text)
-    try:
-        bounds = FiberRange(_int("FIBERS", 1)(low), _int("FIBERS", 1)(high))
-    except ConfigurationError:
-        raise ConfigurationError(f"FIBERS must be N or MIN..MAX with whole numbers of at least 1, "
-                                 f"e.g. FIBERS=10..200 (got {text!r})") from None
-    if bounds.low > bounds.high:
-        raise ConfigurationError(f"FIBERS=MIN..MAX needs MIN <= MAX, e.g. FIBERS=10..200 (got {text!r})")
-    return bounds if bounds.low < bounds.high else bounds.high
-
-
-def _timeouts(text: str) -> Tuple[float, float]:
-    """``HTTP_TIMEOUT=5,30`` (connect, read) or one number for both."""
-    parts = [p.strip() for p in str(text).split(",") if p.strip()]
-    parse = _float("HTTP_TIMEOUT", 0.001)
-    if len(parts) == 1:
-        return (parse(parts[0]), parse(parts[0]))
-    if len(parts) == 2:
-        return (parse(parts[0]), parse(parts[1]))
-    raise ConfigurationError(f"HTTP_TIMEOUT must be CONNECT,READ seconds, e.g. HTTP_TIMEOUT=5,30 (got {text!r})")
 
 
 @dataclass(frozen=True)
@@ -171,85 +60,85 @@ class Setting:
 
 #: The table that drives parsing, ``--help`` and the README's settings list.
 SETTINGS: Tuple[Setting, ...] = (
-    Setting("QUEUE", "queues", _list, "Comma-separated queues in priority order; '*' and globs "
+    Setting("QUEUE", "queues", comma_list, "Comma-separated queues in priority order; '*' and globs "
             "expand from the queues set, '!name' excludes. QUEUES beats QUEUE.", "--queue", "LIST"),
-    Setting("FIBERS", "fibers", _fibers, "Greenlet workers in this process; each is "
+    Setting("FIBERS", "fibers", fibers, "Greenlet workers in this process; each is "
             "one Resque worker in resque-web. MIN..MAX (e.g. 10..200) autoscales: more while "
             "they are busy, the hub is responsive and DB_POOL has room; fewer when idle or lagging.",
             "--fibers", "N|MIN..MAX"),
-    Setting("INTERVAL", "interval", _float("INTERVAL"), "Seconds between polls of empty queues "
+    Setting("INTERVAL", "interval", seconds("INTERVAL"), "Seconds between polls of empty queues "
             "(Ruby's meaning). 0 = work until the queues are empty, then exit.", "--interval", "SECONDS"),
-    Setting("MIN_INTERVAL", "min_interval", _float("MIN_INTERVAL"), "Poll interval after a job "
+    Setting("MIN_INTERVAL", "min_interval", seconds("MIN_INTERVAL"), "Poll interval after a job "
             "(Resque 3.0 backoff; default INTERVAL).", "--min-interval", "SECONDS"),
-    Setting("MAX_INTERVAL", "max_interval", _float("MAX_INTERVAL"), "Largest poll interval "
+    Setting("MAX_INTERVAL", "max_interval", seconds("MAX_INTERVAL"), "Largest poll interval "
             "(Resque 3.0 backoff; default INTERVAL).", "--max-interval", "SECONDS"),
-    Setting("BACKOFF_INTERVAL", "backoff_interval", _float("BACKOFF_INTERVAL"), "Added to the "
+    Setting("BACKOFF_INTERVAL", "backoff_interval", seconds("BACKOFF_INTERVAL"), "Added to the "
             "poll interval after each empty poll (Resque 3.0; default 0.1).", "--backoff-interval", "SECONDS"),
-    Setting("POLL_INTERVAL", "poll_interval", _float("POLL_INTERVAL"), "Cap on the idle poll "
+    Setting("POLL_INTERVAL", "poll_interval", seconds("POLL_INTERVAL"), "Cap on the idle poll "
             "interval (default 0.02): one poll serves every idle greenlet in one Redis round "
             "trip, so a new job starts within milliseconds. 0 = no cap (Ruby's timing exactly).",
             "--poll-interval", "SECONDS"),
     Setting("PIDFILE", "pidfile", str, "Write the process id to this file.", "--pidfile", "PATH"),
-    Setting("VERBOSE", "verbose", _flag, "Log one line per job (Ruby's VERBOSE).", "--verbose", "1"),
-    Setting("LOGGING", "logging", _flag, "Same as VERBOSE (Ruby's LOGGING).", "", "1"),
-    Setting("VVERBOSE", "vverbose", _flag, "Debug logging with times and pids (Ruby's VVERBOSE).", "--vverbose", "1"),
-    Setting("LOG_FORMAT", "log_format", _choice("LOG_FORMAT", ("text", "json")), "text "
+    Setting("VERBOSE", "verbose", flag, "Log one line per job (Ruby's VERBOSE).", "--verbose", "1"),
+    Setting("LOGGING", "logging", flag, "Same as VERBOSE (Ruby's LOGGING).", "", "1"),
+    Setting("VVERBOSE", "vverbose", flag, "Debug logging with times and pids (Ruby's VVERBOSE).", "--vverbose", "1"),
+    Setting("LOG_FORMAT", "log_format", choice("LOG_FORMAT", ("text", "json")), "text "
             "(Resque's formatters) or json (one object per line).", "--log-format", "text|json"),
-    Setting("REQUIRE", "require", _list, "Comma-separated modules or .py files that define the "
+    Setting("REQUIRE", "require", comma_list, "Comma-separated modules or .py files that define the "
             "jobs (@job); also -r, repeatable.", "", "MODULES"),
-    Setting("ALLOW_NO_JOBS", "allow_no_jobs", _flag, "Start even when -r/REQUIRE registered no "
+    Setting("ALLOW_NO_JOBS", "allow_no_jobs", flag, "Start even when -r/REQUIRE registered no "
             "@job (for jobs that plugins register later); without it that is an error.",
             "--allow-no-jobs", "1"),
-    Setting("RESQUE_HEARTBEAT_INTERVAL", "heartbeat_interval", _float("RESQUE_HEARTBEAT_INTERVAL", 0.1),
+    Setting("RESQUE_HEARTBEAT_INTERVAL", "heartbeat_interval", seconds("RESQUE_HEARTBEAT_INTERVAL", 0.1),
             "Seconds between heartbeats of every slot (default 60, Ruby's).", "--heartbeat-interval", "SECONDS"),
-    Setting("RESQUE_PRUNE_INTERVAL", "prune_interval", _float("RESQUE_PRUNE_INTERVAL", 0.1),
+    Setting("RESQUE_PRUNE_INTERVAL", "prune_interval", seconds("RESQUE_PRUNE_INTERVAL", 0.1),
             "Heartbeat age after which a worker counts as dead when we prune (default 5 x "
             "heartbeat interval, Ruby's 300).", "--prune-interval", "SECONDS"),
-    Setting("RESQUE_TERM_TIMEOUT", "term_timeout", _float("RESQUE_TERM_TIMEOUT"), "Seconds "
+    Setting("RESQUE_TERM_TIMEOUT", "term_timeout", seconds("RESQUE_TERM_TIMEOUT"), "Seconds "
             "in-flight jobs get after TERM/INT before they are killed and recorded as failures "
             "(default 4.0).", "--term-timeout", "SECONDS"),
-    Setting("REDIS_POOL", "redis_pool", _int("REDIS_POOL", 2), "Most Redis connections the "
+    Setting("REDIS_POOL", "redis_pool", whole("REDIS_POOL", 2), "Most Redis connections the "
             "process opens for jobs and bookkeeping (default min(FIBERS, 16) + 4); "
             "resque_compat.redis has a pool of its own of the same size.", "--redis-pool", "N"),
     Setting("JOB_REDIS_URL", "job_redis_url", str, "Redis of resque_compat.redis.client(), the "
             "auto-pipelined client for job bodies (default: REDIS_URL).", "--job-redis-url", "URL"),
     Setting("DATABASE_URL", "database_url", str, "mysql://user:pass@host:port/db for the "
             "shared MySQL pool (resque_compat.db); unset = no pool.", "--database-url", "URL"),
-    Setting("DB_POOL", "db_pool", _int("DB_POOL", 1), "MySQL connections shared by all "
+    Setting("DB_POOL", "db_pool", whole("DB_POOL", 1), "MySQL connections shared by all "
             "greenlets (default 20).", "--db-pool", "N"),
-    Setting("DB_POOL_TIMEOUT", "db_pool_timeout", _float("DB_POOL_TIMEOUT", 0.001), "Seconds a "
+    Setting("DB_POOL_TIMEOUT", "db_pool_timeout", seconds("DB_POOL_TIMEOUT", 0.001), "Seconds a "
             "job waits for a free MySQL connection before failing (default 10).", "--db-pool-timeout", "SECONDS"),
-    Setting("HTTP_TIMEOUT", "http_timeout", _timeouts, "CONNECT,READ seconds for "
+    Setting("HTTP_TIMEOUT", "http_timeout", http_timeouts, "CONNECT,READ seconds for "
             "resque_compat.http (default 5,30).", "--http-timeout", "C,R"),
-    Setting("DIRTY_EXIT", "dirty_exit", _choice("DIRTY_EXIT", ("fail", "requeue")), "What our "
+    Setting("DIRTY_EXIT", "dirty_exit", choice("DIRTY_EXIT", ("fail", "requeue")), "What our "
             "pruner does with a dead worker's job: fail = a Resque::DirtyExit failure entry "
             "(Ruby's behaviour, default); requeue = push it back to the head of its queue "
             "(at-least-once: it may run twice).", "--dirty-exit", "fail|requeue"),
-    Setting("DIRTY_EXIT_MAX", "dirty_exit_max", _int("DIRTY_EXIT_MAX"), "With DIRTY_EXIT=requeue: "
+    Setting("DIRTY_EXIT_MAX", "dirty_exit_max", whole("DIRTY_EXIT_MAX"), "With DIRTY_EXIT=requeue: "
             "a job that crashed its worker this many times within DIRTY_EXIT_WINDOW becomes a "
             "Resque::DirtyExit failure instead (default 3; 0 = requeue for ever).",
             "--dirty-exit-max", "N"),
-    Setting("DIRTY_EXIT_WINDOW", "dirty_exit_window", _duration("DIRTY_EXIT_WINDOW"), "How long "
+    Setting("DIRTY_EXIT_WINDOW", "dirty_exit_window", duration("DIRTY_EXIT_WINDOW"), "How long "
             "crashes are remembered for DIRTY_EXIT_MAX: seconds, or 30m, 72h, 7d (default 72h).",
             "--dirty-exit-window", "DURATION"),
-    Setting("JOB_TIMEOUT", "job_timeout", _float("JOB_TIMEOUT"), "Default time limit of a job "
+    Setting("JOB_TIMEOUT", "job_timeout", seconds("JOB_TIMEOUT"), "Default time limit of a job "
             "in seconds (0 = none; @job(timeout=...) overrides); a job over it is stopped and "
             "recorded as a failure.", "--job-timeout", "SECONDS"),
-    Setting("HUB_BLOCK_THRESHOLD", "hub_block_threshold", _float("HUB_BLOCK_THRESHOLD"), "Log the "
+    Setting("HUB_BLOCK_THRESHOLD", "hub_block_threshold", seconds("HUB_BLOCK_THRESHOLD"), "Log the "
             "running jobs when the gevent hub is blocked this long (a CPU loop or C call; "
             "default 1.0, 0 = off).", "--hub-block-threshold", "SECONDS"),
-    Setting("MAX_JOBS", "max_jobs", _int("MAX_JOBS"), "Stop taking jobs after this many, finish, "
+    Setting("MAX_JOBS", "max_jobs", whole("MAX_JOBS"), "Stop taking jobs after this many, finish, "
             "unregister and exit with code 3 so a supervisor restarts us (0 = no limit).",
             "--max-jobs", "N"),
-    Setting("MAX_MEMORY", "max_memory", _int("MAX_MEMORY"), "Same, once the process RSS passes "
+    Setting("MAX_MEMORY", "max_memory", whole("MAX_MEMORY"), "Same, once the process RSS passes "
             "this many MB (0 = no limit).", "--max-memory", "MB"),
-    Setting("FAILURE_BACKEND", "failure_backend", _ruby_failure_backend,
+    Setting("FAILURE_BACKEND", "failure_backend", ruby_failure_backend,
             "Where failures go, Ruby's variable: redis (the failed list, default) or "
             "redis_multi_queue (one failure list per queue, as Ruby names them). Ruby reads it "
             "too, so nothing else is accepted; see RESQUE_PY_FAILURE_BACKEND.",
             "--failure-backend", "NAME"),
     Setting("RESQUE_PY_FAILURE_BACKEND", "py_failure_backend",
-            _choice("RESQUE_PY_FAILURE_BACKEND", PY_FAILURE_BACKENDS),
+            choice("RESQUE_PY_FAILURE_BACKEND", PY_FAILURE_BACKENDS),
             "Python workers' failure backend; wins over FAILURE_BACKEND: redis, "
             "redis_multi_queue, multiple (redis + FAILURE_CALLBACK) or "
             "multiple_with_retry_suppression (resque-retry's MultipleWithRetrySuppression: "
@@ -259,52 +148,52 @@ SETTINGS: Tuple[Setting, ...] = (
             "failure (dict) when RESQUE_PY_FAILURE_BACKEND=multiple (or "
             "multiple_with_retry_suppression), e.g. to report to Sentry.",
             "--failure-callback", "MOD:FUNC"),
-    Setting("RUBY_JSON", "ruby_json", _choice("RUBY_JSON", ("json", "oj")), "The JSON library "
+    Setting("RUBY_JSON", "ruby_json", choice("RUBY_JSON", ("json", "oj")), "The JSON library "
             "of the Ruby apps on these queues: json (the json gem, default) or oj (MultiJson picks "
             "Oj when it is installed). Only floats differ: Oj writes 1e16 as 10000000000000000.0; "
             "bytes that Ruby hashes or compares (dequeue, loner and retry keys) must match.",
             "--ruby-json", "json|oj"),
-    Setting("PROCESSES", "processes", _int("PROCESSES", 1), "Worker processes to fork (each with "
+    Setting("PROCESSES", "processes", whole("PROCESSES", 1), "Worker processes to fork (each with "
             "FIBERS greenlets) under one supervisor (default 1 = no supervisor).", "--processes", "N"),
     # Not a user setting (no command shows it): the pool supervisor passes it to its children.
-    Setting("RESQUE_SUPERVISOR_FD", "supervisor_fd", _int("RESQUE_SUPERVISOR_FD"), "A pipe on "
+    Setting("RESQUE_SUPERVISOR_FD", "supervisor_fd", whole("RESQUE_SUPERVISOR_FD"), "A pipe on "
             "which a recycling worker tells its pool supervisor to start its replacement now.", "",
             command="internal"),
     Setting("HOSTNAME", "hostname", str, "Host name in worker ids (default: the real one). For "
             "containers whose host name changes; Ruby prunes by it, see README.", "--hostname", "NAME"),
-    Setting("STATSD", "statsd", _host_port("STATSD"), "Send metrics to StatsD at HOST:PORT (UDP).",
+    Setting("STATSD", "statsd", host_port("STATSD"), "Send metrics to StatsD at HOST:PORT (UDP).",
             "--statsd", "HOST:PORT"),
-    Setting("GRAPHITE", "graphite", _host_port("GRAPHITE"), "Send metrics to Carbon (plaintext) at HOST:PORT.",
+    Setting("GRAPHITE", "graphite", host_port("GRAPHITE"), "Send metrics to Carbon (plaintext) at HOST:PORT.",
             "--graphite", "HOST:PORT"),
-    Setting("METRICS_PORT", "metrics_port", _int("METRICS_PORT", 0, 65535), "Serve Prometheus /metrics and "
+    Setting("METRICS_PORT", "metrics_port", whole("METRICS_PORT", 0, 65535), "Serve Prometheus /metrics and "
             "/healthz on this port (0 = off).", "--metrics-port", "PORT"),
     Setting("METRICS_PREFIX", "metrics_prefix", str, "First part of every StatsD/Graphite "
             "metric name (default resque).", "--metrics-prefix", "PREFIX"),
-    Setting("METRICS_INTERVAL", "metrics_interval", _float("METRICS_INTERVAL", 0.05), "Seconds "
+    Setting("METRICS_INTERVAL", "metrics_interval", seconds("METRICS_INTERVAL", 0.05), "Seconds "
             "between metric flushes and queue-length polls (default 5).", "--metrics-interval", "SECONDS"),
     Setting("METRICS_BIND", "metrics_bind", str, "Address the metrics port listens on (default "
             "0.0.0.0: every interface, for a Prometheus scraper elsewhere).", "--metrics-bind", "ADDRESS"),
     # resque-py scheduler, with resque-scheduler's names and defaults (WIRE §7.1).
-    Setting("RESQUE_SCHEDULER_INTERVAL", "scheduler_interval", _float("RESQUE_SCHEDULER_INTERVAL", 0.01),
+    Setting("RESQUE_SCHEDULER_INTERVAL", "scheduler_interval", seconds("RESQUE_SCHEDULER_INTERVAL", 0.01),
             "Seconds between polls for due delayed jobs (default 5).", "--interval", "SECONDS",
             command="scheduler"),
     Setting("DELAYED_REQUEUE_BATCH_SIZE", "delayed_requeue_batch_size",
-            _int("DELAYED_REQUEUE_BATCH_SIZE", 1), "Delayed jobs moved per atomic step (default 100).",
+            whole("DELAYED_REQUEUE_BATCH_SIZE", 1), "Delayed jobs moved per atomic step (default 100).",
             "--batch-size", "N", command="scheduler"),
     Setting("RESQUE_SCHEDULER_MASTER_LOCK_PREFIX", "scheduler_lock_prefix", str, "Extra prefix "
             "of the leader lock key, as resque-scheduler's (default none).", "--lock-prefix", "PREFIX",
             command="scheduler"),
-    Setting("RESQUE_SCHEDULER_LOCK_TIMEOUT", "scheduler_lock_timeout", _int("RESQUE_SCHEDULER_LOCK_TIMEOUT", 1),
+    Setting("RESQUE_SCHEDULER_LOCK_TIMEOUT", "scheduler_lock_timeout", whole("RESQUE_SCHEDULER_LOCK_TIMEOUT", 1),
             "Seconds the leader lock lives unless renewed (default 180, Ruby's).", "--lock-timeout",
             "SECONDS", command="scheduler"),
     # Recurring schedules (issue #13), resque-scheduler's names where it has them.
-    Setting("DYNAMIC_SCHEDULE", "dynamic_schedule", _flag, "Reload schedules changed with "
+    Setting("DYNAMIC_SCHEDULE", "dynamic_schedule", flag, "Reload schedules changed with "
             "set_schedule/remove_schedule (Ruby or resque-py schedule) while running, as "
             "resque-scheduler's DYNAMIC_SCHEDULE (default off).", "--dynamic", "1", command="scheduler"),
     Setting("RAILS_ENV", "rails_env", str, "Environment for schedule entries' rails_env/env lists; an "
             "entry that lists others is skipped, and with RAILS_ENV unset every such entry is "
             "(Ruby's rule).", "--rails-env", "ENV", command="scheduler"),
-    Setting("RESQUE_SCHEDULER_MISSED", "scheduler_missed", _choice("RESQUE_SCHEDULER_MISSED", ("once", "skip")),
+    Setting("RESQUE_SCHEDULER_MISSED", "scheduler_missed", choice("RESQUE_SCHEDULER_MISSED", ("once", "skip")),
             "A slot no leader ran (kill -9, deploy): once = a new leader runs the latest missed "
             "slot once if it is at most lock timeout + 2 intervals old (default); skip = Ruby's "
             "behaviour, not run.", "--missed", "once|skip", command="scheduler"),
@@ -542,7 +431,7 @@ def unknown_setting_message(name: str) -> str:
 
 def _ruby_only(name: str, value: str) -> None:
     advice = RUBY_ONLY[name]
-    if advice is not None and _flag(value):
+    if advice is not None and flag(value):
         raise ConfigurationError(advice)
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from resque_compat.errors import NoClassError, NoQueueError, ResqueError
-from resque_compat.failures import Failure, FailureLookupError, Failures, _decode_entry, _job_of
+from resque_compat.failures import Failure, FailureLookupError, Failures, decode_entry, job_of
 from resque_compat.store.triage import FailureStore
 from resque_compat.wire import codec
 from resque_compat.wire.triage import FailureFilter, Ref, entry_id, parse_failed_at
@@ -72,7 +72,7 @@ class Triage:
     # -- reading ------------------------------------------------------------------------------
     def _entry(self, key: str, index: int, raw: Any) -> Entry:
         text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
-        return Entry(Failure(index, self.keys.strip(key), text, _decode_entry(raw), key), raw)
+        return Entry(Failure(index, self.keys.strip(key), text, decode_entry(raw), key), raw)
 
     def _list(self, key: str, newest: bool) -> Iterator[Entry]:
         if newest:
@@ -118,10 +118,10 @@ class Triage:
                     return entry
             raise FailureLookupError(f"no failure has id {ref.id} (retried or removed since, which "
                                      "changes or drops it); `resque-py failed list` shows the ids")
-        key = self.failures._index_key(queue)
+        key = self.failures.list_for_index(queue)
         raw = self.store.at(key, ref.index)
         if raw is None:
-            raise self.failures._not_found(key, ref.index)
+            raise self.failures.not_found(key, ref.index)
         entry = self._entry(key, ref.index, raw)
         if ref.id is not None and entry.id != ref.id:
             raise ListMoved(f"the failure list moved: {self.keys.strip(key)}[{ref.index}] is now "
@@ -139,7 +139,7 @@ class Triage:
         data["retried_at"] = stamp  # an existing retried_at keeps its place, as in Ruby
         problem, queue, job = None, "", ""
         try:
-            queue, class_name, args = _job_of(data)
+            queue, class_name, args = job_of(data)
             job = codec.encode_job(class_name, args)
         except (NoQueueError, NoClassError) as exc:  # Ruby writes retried_at, then raises
             problem = f"{entry.ref}: {exc}"

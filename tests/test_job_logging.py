@@ -81,6 +81,10 @@ def test_json_format_applies_to_job_lines_with_the_job_attached(r, redis_url, jo
     assert info["level"] == "info" and info["logger"] == "resque_jobs_logjobs"
     assert info["queue"] == "demo" and info["job_class"] == "Demo::Log"
     assert info["worker"].endswith(":demo:0")
+    for said in ("got: ", "done: "):  # the worker's own lines about the job name it too
+        line = next(e for e in entries if e["message"].startswith(said))
+        assert (line["queue"], line["job_class"]) == ("demo", "Demo::Log")
+        assert line["worker"] == info["worker"]
 
 
 def test_a_job_modules_own_logging_config_wins(r, redis_url, tmp_path):

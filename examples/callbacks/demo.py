@@ -108,9 +108,10 @@ def main() -> int:
                    f"FIBERS={opts.fibers}", "INTERVAL=0", "-r", "examples.callbacks.jobs"]
         print("$ " + " ".join(["resque-py"] + command[3:]))
         started = time.time()
-        worker = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        # resque-py logs to stdout, as Ruby's workers do
+        worker = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         seconds: List[float] = []
-        reader = threading.Thread(target=_collect, args=(worker.stderr, seconds), daemon=True)
+        reader = threading.Thread(target=_collect, args=(worker.stdout, seconds), daemon=True)
         reader.start()
         while worker.poll() is None:
             time.sleep(0.5)

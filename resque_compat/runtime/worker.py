@@ -69,7 +69,8 @@ class Worker:
         failure: Optional[str] = None
         suppressed = False
         counted = True  # in stat:failed; Ruby never counts a DirtyExit there (WIRE §1.2)
-        log.log(VERBOSE, "got: %s", job, extra={"worker": self.id, "queue": job.queue})
+        log.log(VERBOSE, "got: %s", job, extra={"worker": self.id, "queue": job.queue,
+                                                "job_class": job.class_name})
         try:
             with job_context(self.id, job.queue, job.class_name):  # the job's own log lines name it
                 self.perform(job)

@@ -92,4 +92,6 @@ def test_a_dead_childs_ids_go_at_once_and_its_jobs_once(r, start_pool, report, d
         for entry in dirty:  # Ruby's unregister_worker entry, naming the dead child's id
             assert entry["error"] == "Job still being processed" and entry["backtrace"] == []
             assert entry["worker"].split(":")[1] in victims
-    assert "unregistered 3 worker id(s) of exited process" in out
+    for victim in victims:  # cleaned up first, then the restart (and its back-off) is decided
+        cleaned = out.index(f"unregistered {FIBERS} worker id(s) of exited process {victim}")
+        assert cleaned < out.index(f"worker process {victim} (QUEUE={QUEUE}) was killed by SIGKILL")
