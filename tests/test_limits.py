@@ -95,9 +95,12 @@ def test_a_job_blocking_the_hub_is_logged_with_its_duration_while_heartbeats_flo
     assert w.wait() == 0
     reports = [(float(m.group(1)), m.group(2)) for m in BLOCKED.finditer(w.output)]
     assert reports, w.output[-2000:]
-    assert all(f"{wid} (critical) CpuJob" in running for _, running in reports)
-    longest = max(seconds for seconds, _ in reports)
-    assert 1.5 <= longest <= 3.0, reports  # the episode, not just the 0.5 s threshold
+    named = [seconds for seconds, running in reports if f"{wid} (critical) CpuJob" in running]
+    # A loaded machine can starve the whole process while it is idle: such a report may appear,
+    # but it must not name a job; every report while the job ran names it.
+    assert named and all(running.strip() == "no job" for seconds, running in reports
+                         if f"{wid} (critical) CpuJob" not in running), reports
+    assert 1.5 <= max(named) <= 3.0, reports  # the episode, not just the 0.5 s threshold
 
 
 # -- recycling ------------------------------------------------------------------------------------
