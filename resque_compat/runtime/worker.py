@@ -127,7 +127,9 @@ class Worker:
             payload_json=job.payload_json(),
             exception=records.exception_name(exc),
             error=str(exc),
-            backtrace=records.backtrace_lines(exc.__traceback__),
+            # Ruby never raises a DirtyExit: it builds one and calls job.fail, so the entry's
+            # backtrace is [] (fixtures 06, 06b); our USR1 kill is such a DirtyExit.
+            backtrace=[] if isinstance(exc, DirtyExit) else records.backtrace_lines(exc.__traceback__),
             worker=self.id,
             queue=job.queue,
         )
