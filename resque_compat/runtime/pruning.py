@@ -80,10 +80,10 @@ def prune_dead_workers(
     lock_ttl: float,
     now: Callable[[], float],
     pids: Callable[[], List[str]] = resque_pids,
-    dirty_exit: str = "fail",
-    policy: Optional[DirtyExitPolicy] = None,
+    policy: DirtyExitPolicy = DirtyExitPolicy(),
 ) -> List[str]:
     """Ruby's ``Worker#prune_dead_workers``, rule for rule. Returns the ids it unregistered.
+    A job a dead id held is failed as Ruby does, or requeued per ``policy`` (DIRTY_EXIT).
 
     Never touches a live Ruby worker: same host, exact pid string in ``ps``, same queue set
     (or ``*`` in ours), and heartbeat age against Redis TIME, as in WIRE §3.5.
@@ -128,7 +128,7 @@ def prune_dead_workers(
     victims = list(expired) + same_host
     for wid in victims:
         log.info("Pruning dead worker: %s", wid)
-    _unregister_dead(store, victims, set(expired), policy or DirtyExitPolicy(dirty_exit), now)
+    _unregister_dead(store, victims, set(expired), policy, now)
     return victims
 
 

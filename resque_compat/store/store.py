@@ -259,15 +259,15 @@ class Store:
         return read_reserve_reply(self._reserve(keys=keys, args=args), queues, record_prefixes)
 
     def unregister_workers(self, ids: Sequence[str], failures: Sequence[str] = (),
-                           requeues: Sequence[Tuple[str, bytes]] = (),
                            failure_queues: Sequence[Optional[str]] = ()) -> None:
-        """``unregister_worker``: any DirtyExit entries (or, with DIRTY_EXIT=requeue, the held
-        jobs pushed back to the head of their queues), then Ruby's six commands per id (§3.5).
+        """``unregister_worker`` of live ids (shutdown, remove-worker, the doctor): any DirtyExit
+        entries, then Ruby's six commands per id (§3.5). Dead ids go through
+        :meth:`unregister_dead_workers`, which also requeues (DIRTY_EXIT=requeue).
 
         ``failure_queues[i]`` is the job queue of ``failures[i]``: Ruby's ``job.fail`` goes
         through the failure backend, so with redis_multi_queue a DirtyExit lands in
         ``<queue>_failed`` like any other failure (fixture 10).
-        One MULTI, so a held job ends up failed or requeued exactly once, never neither.
+        One MULTI, so a held job ends up failed exactly once, never lost.
         """
         pipe = self.redis.pipeline(transaction=True)
         for i, entry in enumerate(failures):
@@ -276,9 +276,6 @@ class Store:
             member = self.keys.failed_queues_member(queue, self.failure_backend)
             if member is not None:
                 pipe.sadd(self.keys.failed_queues, member)
-        for queue, item in requeues:
-            pipe.sadd(self.keys.queues, queue)
-            pipe.lpush(self.keys.queue(queue), item)
         for wid in ids:
             pipe.srem(self.keys.workers, wid)
             pipe.delete(self.keys.worker(wid))
