@@ -298,6 +298,11 @@ class Settings:
         return self.redis_pool if self.redis_pool is not None else min(self.fibers, 16) + 4
 
     @property
+    def metrics_enabled(self) -> bool:
+        """--statsd, --graphite or --metrics-port: the worker records and reports metrics."""
+        return bool(self.statsd or self.graphite or self.metrics_port)
+
+    @property
     def autoscale(self) -> bool:
         """FIBERS=MIN..MAX with MIN < MAX: the runner adds and removes greenlet slots."""
         return self.fibers_min is not None and self.fibers_min < self.fibers

@@ -356,11 +356,9 @@ class Metrics:
         return f"Redis unreachable since {when} ({time.time() - first:.0f}s): {error}"
 
 
-def for_runner(runner: "Runner") -> Optional[Metrics]:
-    """The runner's metrics, or None when --statsd, --graphite and --metrics-port are all off."""
+def for_runner(runner: "Runner") -> Metrics:
+    """The runner's metrics (``settings.metrics_enabled``); binds the metrics port now."""
     settings = runner.settings
-    if not (settings.statsd or settings.graphite or settings.metrics_port):
-        return None
     try:
         return Metrics(runner)
     except OSError as exc:

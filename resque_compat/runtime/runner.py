@@ -109,7 +109,7 @@ class Runner:
         #: --statsd / --graphite / --metrics-port (binds the port now: a busy one fails start-up);
         #: every slot, autoscaled ones too, reports each ended job to it. None = off, no cost.
         self.metrics: Optional[Metrics] = None
-        if settings.statsd or settings.graphite or settings.metrics_port:
+        if settings.metrics_enabled:
             # Imported only when asked for: most workers run without, and start-up counts.
             from resque_compat.metrics import recorder
 
