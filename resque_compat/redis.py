@@ -151,7 +151,7 @@ def client(auto_pipeline: bool = True) -> redis.Redis:
         from resque_compat.settings import connection_settings
 
         settings = connection_settings()
-        configure(settings.job_redis_url or settings.redis_url, settings.effective_redis_pool)
+        configure(settings.effective_job_redis_url, settings.effective_redis_pool)
     assert _client is not None and _plain is not None
     return _client if auto_pipeline else _plain
 

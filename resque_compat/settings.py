@@ -298,6 +298,11 @@ class Settings:
         return self.redis_pool if self.redis_pool is not None else min(self.fibers, 16) + 4
 
     @property
+    def effective_job_redis_url(self) -> str:
+        """Where resque_compat.redis sends job bodies' commands: JOB_REDIS_URL, else REDIS_URL."""
+        return self.job_redis_url or self.redis_url
+
+    @property
     def metrics_enabled(self) -> bool:
         """--statsd, --graphite or --metrics-port: the worker records and reports metrics."""
         return bool(self.statsd or self.graphite or self.metrics_port)

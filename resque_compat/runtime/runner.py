@@ -77,7 +77,7 @@ class Runner:
         db.configure(settings.database_url, settings.db_pool, settings.db_pool_timeout)
         http.configure(settings.fibers, *settings.http_timeout)
         # resque_compat.redis: its own pool, so job commands never wait behind our bookkeeping.
-        job_redis.configure(settings.job_redis_url or settings.redis_url, settings.effective_redis_pool)
+        job_redis.configure(settings.effective_job_redis_url, settings.effective_redis_pool)
         codec.set_ruby_json(settings.ruby_json)  # floats in every payload we write, as the Ruby apps'
         # Jobs and plugins that enqueue share the worker's bounded pool (client.default()).
         client.set_default(client.Resque(self.store.redis, settings.namespace, settings.redis_url))
