@@ -22,15 +22,6 @@ import json as _json
 import logging
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
-import urllib3
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    LocationValueError,
-    NewConnectionError,
-    ReadTimeoutError,
-)
-from urllib3.exceptions import HTTPError as _Urllib3Error
-
 from resque_compat.common.poolstats import PoolStats
 from resque_compat.common.urls import redact
 from resque_compat.errors import ConfigurationError, ResqueError
@@ -38,6 +29,10 @@ from resque_compat.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
+    import urllib3
+
+# urllib3 is imported by the first request (_Client), not here: its import is 50-80 ms of a
+# worker's start-up (issue 17 req 6), paid for nothing by workers whose jobs never call out.
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +43,7 @@ DEFAULT_HOSTS = 100
 USER_AGENT = f"resque_compat/{__version__}"
 
 #: ``timeout=``: seconds for both phases, (connect, read) seconds, or a ``urllib3.Timeout``.
-TimeoutArg = Union[None, float, Tuple[float, float], urllib3.Timeout]
+TimeoutArg = Union[None, float, Tuple[float, float], "urllib3.Timeout"]
 
 _BASE_HEADERS = {"User-Agent": USER_AGENT}
 _JSON_HEADERS = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
@@ -174,6 +169,11 @@ class _Client:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.hosts = hosts
+        import urllib3
+        import urllib3.exceptions
+
+        self.urllib3 = urllib3
+        self.errors = urllib3.exceptions
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         self.stats = PoolStats(pool_size)
         self.manager = urllib3.PoolManager(
@@ -277,14 +277,15 @@ def _current() -> _Client:
     return client
 
 
-def _timeout(value: TimeoutArg, default: urllib3.Timeout) -> urllib3.Timeout:
+def _timeout(client: _Client, value: TimeoutArg) -> "urllib3.Timeout":
+    timeout = client.urllib3.Timeout
     if value is None:
-        return default
-    if isinstance(value, urllib3.Timeout):
+        return client.timeout
+    if isinstance(value, timeout):
         return value
     if isinstance(value, tuple):
-        return urllib3.Timeout(connect=value[0], read=value[1])
-    return urllib3.Timeout(connect=value, read=value)
+        return timeout(connect=value[0], read=value[1])
+    return timeout(connect=value, read=value)
 
 
 def request(method: str, url: str, *, body: Union[bytes, str, None] = None, json: Any = None,
@@ -304,39 +305,42 @@ def request(method: str, url: str, *, body: Union[bytes, str, None] = None, json
         if headers is None:
             send_headers: Mapping[str, str] = _JSON_HEADERS
         else:
-            send_headers = urllib3.HTTPHeaderDict(_BASE_HEADERS)
-            send_headers.update(headers)
-            send_headers.setdefault("Content-Type", "application/json")
+            merged = client.urllib3.HTTPHeaderDict(_BASE_HEADERS)  # case-insensitive
+            merged.update(headers)
+            merged.setdefault("Content-Type", "application/json")
+            send_headers = merged
     else:
         if isinstance(body, str):
             body = body.encode("utf-8")
         if headers is None:
             send_headers = _BASE_HEADERS
         else:
-            send_headers = urllib3.HTTPHeaderDict(_BASE_HEADERS)
-            send_headers.update(headers)
-    limits = client.timeout if timeout is None else _timeout(timeout, client.timeout)
+            merged = client.urllib3.HTTPHeaderDict(_BASE_HEADERS)
+            merged.update(headers)
+            send_headers = merged
+    limits = client.timeout if timeout is None else _timeout(client, timeout)
     stats = client.stats
+    errors = client.errors
     stats.acquired()
     try:
         raw = client.manager.urlopen(method, url, body=body, headers=send_headers, timeout=limits,
                                      retries=False, redirect=False)
-    except ReadTimeoutError as exc:
+    except errors.ReadTimeoutError as exc:
         stats.errors += 1
         stats.timeouts += 1
         raise HTTPTimeout(method, url, "read", limits.read_timeout) from exc
-    except NewConnectionError as exc:  # a subclass of ConnectTimeoutError, but not a timeout
+    except errors.NewConnectionError as exc:  # a subclass of ConnectTimeoutError, but not a timeout
         stats.errors += 1
         raise HTTPConnectionError(method, url, exc) from exc
-    except ConnectTimeoutError as exc:
+    except errors.ConnectTimeoutError as exc:
         stats.errors += 1
         stats.timeouts += 1
         raise HTTPTimeout(method, url, "connect", limits.connect_timeout) from exc
-    except LocationValueError as exc:
+    except errors.LocationValueError as exc:
         stats.errors += 1
         raise ValueError(f"cannot send {method} to {redact(url)!r}: {exc}; pass an absolute "
                          "http:// or https:// URL") from exc
-    except _Urllib3Error as exc:
+    except errors.HTTPError as exc:
         stats.errors += 1
         raise HTTPConnectionError(method, url, exc) from exc
     finally:

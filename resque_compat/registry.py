@@ -7,6 +7,7 @@ method. The name is the Ruby constant path, verbatim (``Callbacks::Deliver``).
 from __future__ import annotations
 
 import inspect
+import linecache
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar
@@ -41,12 +42,27 @@ _registry: Dict[str, JobSpec] = {}
 
 
 def _origin(obj: Any) -> str:
+    """``FILE:LINE`` of the definition (its first decorator), for messages about it."""
     try:
         path = inspect.getsourcefile(obj) or "?"
-        line = inspect.getsourcelines(obj)[1]
-        return f"{path}:{line}"
-    except (OSError, TypeError):
+    except TypeError:
+        path = None
+    if path is None:
         return getattr(obj, "__module__", "?") + "." + getattr(obj, "__qualname__", "?")
+    code = None if inspect.isclass(obj) else getattr(inspect.unwrap(obj), "__code__", None)
+    if code is not None:
+        return f"{path}:{code.co_firstlineno}"
+    # A class. inspect.getsourcelines would parse the whole module for it (20 ms of every
+    # worker's start-up for ActiveJob's wrapper, issue 17); find its line by name, then step
+    # back over its decorators.
+    lines = linecache.getlines(path)
+    header = re.compile(rf"\s*class\s+{re.escape(obj.__name__)}\b")
+    for index, text in enumerate(lines):
+        if header.match(text):
+            while index > 0 and lines[index - 1].lstrip().startswith("@"):
+                index -= 1
+            return f"{path}:{index + 1}"
+    return path
 
 
 def job(name: str, queue: Optional[str] = None, *, timeout: Optional[float] = None,

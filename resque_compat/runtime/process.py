@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from typing import Any, Callable, Dict, List
 
 from resque_compat.common.plugin_scan import one_scan
@@ -48,5 +49,8 @@ def monitor_hub(threshold: float, running: Callable[[], List[str]]) -> None:
     gevent.config.monitor_thread = True
     gevent.config.max_blocking_time = threshold
     zope.event.subscribers.append(on_event)
-    with one_scan():  # gevent looks for plugins again when its monitor thread starts
+    with one_scan(), warnings.catch_warnings():  # gevent looks for plugins again here
+        # gevent's own memory watch needs psutil, which is not one of our dependencies: without
+        # it gevent warns "Install psutil" at every start. MAX_MEMORY does not use it (rss_mb).
+        warnings.filterwarnings("ignore", message="Unable to monitor memory usage")
         gevent.get_hub().start_periodic_monitoring_thread()
