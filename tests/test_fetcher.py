@@ -117,32 +117,3 @@ def test_pause_all_workers_takes_nothing(r, store):
     fetcher.done_working(slot.value, "w0")
     fetcher.close()
     runner.get(timeout=5)
-
-
-def _trip(store, worker_id="w0"):
-    run_at = "2026-12-07T00:00:00Z"
-    return store.finish_and_reserve([], [worker_id], ["critical"],
-                                    [f'{{"queue":"critical","run_at":"{run_at}","payload":'])
-
-
-def test_reserve_connection_loads_the_script_after_a_script_flush(r, store):
-    push(r, '{"class":"X","args":[1]}', '{"class":"X","args":[2]}')
-    assert _trip(store, "w0")[1][0].raw == b'{"class":"X","args":[1]}'
-    r.script_flush()  # a restarted or failed-over server has no scripts
-    assert _trip(store, "w1")[1][0].raw == b'{"class":"X","args":[2]}'
-
-
-def test_reserve_connection_killed_fails_one_trip_then_reconnects(r, store):
-    push(r, '{"class":"X","args":[1]}', '{"class":"X","args":[2]}')
-    _trip(store, "w0")
-    kept = store._reserve_connection
-    r.client_kill_filter(addr=_local_address(kept))
-    with pytest.raises(redis.ConnectionError):
-        _trip(store, "w1")
-    assert kept._sock is None  # dropped, so a late reply can never be read as the next one
-    assert _trip(store, "w1")[1][0].raw == b'{"class":"X","args":[2]}'
-
-
-def _local_address(conn):
-    host, port = conn._sock.getsockname()[:2]
-    return f"{host}:{port}"
