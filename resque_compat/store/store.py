@@ -49,8 +49,6 @@ class Store:
         self.failure_backend = failure_backend
         self._reserve = client.register_script(RESERVE_SCRIPT)
         self._unregister_dead = client.register_script(UNREGISTER_DEAD_SCRIPT)
-        #: The fetcher's own connection for :meth:`finish_and_reserve` (made on first use).
-        self._reserve_connection: Optional[redis.connection.AbstractConnection] = None
 
     # -- client side ---------------------------------------------------------------------------
     def push(self, queue: str, item: str) -> None:
@@ -258,35 +256,7 @@ class Store:
         """
         keys, args = reserve_call(self.keys, self.failure_backend, done, free_ids, queues,
                                   record_prefixes)
-        return read_reserve_reply(self._run_reserve(keys, args), queues, record_prefixes)
-
-    def _run_reserve(self, keys: List[str], args: List[object]) -> Sequence:
-        """EVALSHA of :data:`RESERVE_SCRIPT` on a connection of the pool kept for it.
-
-        Why not ``self._reserve(...)``: this is the worker's most frequent call, and redis-py's
-        client path around it (a pool checkout that probes the socket, the retry wrapper,
-        Script's argument copies) was a third of its CPU (issue 17: 220 -> 150 us a trip).
-        The call is the same: no retries (the pool's connections have none; the fetcher
-        handles a lost reply), the pool's timeouts and health check, NOSCRIPT answered by
-        SCRIPT LOAD as Script does.
-        """
-        conn = self._reserve_connection
-        if conn is None:
-            conn = self._reserve_connection = self.redis.connection_pool.make_connection()
-        try:
-            try:
-                conn.send_command("EVALSHA", self._reserve.sha, len(keys), *keys, *args)
-                return conn.read_response()
-            except redis.exceptions.NoScriptError:  # a restarted or flushed server
-                conn.send_command("SCRIPT", "LOAD", RESERVE_SCRIPT)
-                conn.read_response()
-                conn.send_command("EVALSHA", self._reserve.sha, len(keys), *keys, *args)
-                return conn.read_response()
-        except redis.exceptions.ResponseError:
-            raise  # a whole error reply was read: the connection is still good
-        except BaseException:
-            conn.disconnect()  # a reply may still be on its way: never read it as the next one
-            raise
+        return read_reserve_reply(self._reserve(keys=keys, args=args), queues, record_prefixes)
 
     def unregister_workers(self, ids: Sequence[str], failures: Sequence[str] = (),
                            failure_queues: Sequence[Optional[str]] = ()) -> None:
