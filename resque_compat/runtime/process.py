@@ -23,6 +23,25 @@ def rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
+class _HubTurns:
+    """When the hub last ran a greenlet: one stamper per process, as gevent's monitor is."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+        self.every = 0.25
+        self.stamper: Any = None
+
+    def stamp(self) -> None:
+        import gevent
+
+        while True:
+            self.last = time.monotonic()
+            gevent.sleep(self.every)
+
+
+_hub_turns = _HubTurns()
+
+
 def monitor_hub(threshold: float, running: Callable[[], List[str]]) -> None:
     """Have gevent's monitor thread report a hub blocked for ``threshold`` seconds (a CPU loop or
     a C call in a job), and log which jobs were running. Heartbeats are unaffected: they run
@@ -35,13 +54,20 @@ def monitor_hub(threshold: float, running: Callable[[], List[str]]) -> None:
     # gevent reports once per period while one greenlet keeps the hub, each time with only the
     # threshold; measure the whole episode so the log says how long the job really blocked.
     episode: Dict[str, Any] = {"greenlet": None, "since": 0.0, "last": 0.0}
+    # The monitor thread needs the GIL that a CPU-bound job holds, so its first report can come
+    # seconds into the block (seen on a 2-core AMD VM) and would then say "0.5s so far". A
+    # greenlet stamps the hub's last turn, so the episode starts no later than the block did.
+    tick = _hub_turns.every = threshold / 4
+    if _hub_turns.stamper is None:
+        _hub_turns.stamper = gevent.spawn(_hub_turns.stamp)
 
     def on_event(event: object) -> None:
         if not isinstance(event, gevent.events.EventLoopBlocked):
             return
         now = time.monotonic()
         if event.greenlet is not episode["greenlet"] or now - episode["last"] > 3 * threshold:
-            episode.update(greenlet=event.greenlet, since=now - event.blocking_time)
+            blocked_since = min(now - event.blocking_time, _hub_turns.last + tick)
+            episode.update(greenlet=event.greenlet, since=blocked_since)
         episode["last"] = now
         log.warning("gevent hub blocked for %.1fs so far (HUB_BLOCK_THRESHOLD=%gs); running: %s",
                     now - episode["since"], threshold, "; ".join(running()) or "no job")
