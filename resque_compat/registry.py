@@ -44,11 +44,11 @@ _registry: Dict[str, JobSpec] = {}
 def _origin(obj: Any) -> str:
     """``FILE:LINE`` of the definition (its first decorator), for messages about it."""
     try:
-        path = inspect.getsourcefile(obj) or "?"
-    except TypeError:
+        path = inspect.getsourcefile(obj)
+    except TypeError:  # a builtin or a C extension's class
         path = None
-    if path is None:
-        return getattr(obj, "__module__", "?") + "." + getattr(obj, "__qualname__", "?")
+    if path is None:  # no source file (a REPL, exec): name it instead
+        return f"{getattr(obj, '__module__', None) or '?'}.{getattr(obj, '__qualname__', '?')}"
     code = None if inspect.isclass(obj) else getattr(inspect.unwrap(obj), "__code__", None)
     if code is not None:
         return f"{path}:{code.co_firstlineno}"
