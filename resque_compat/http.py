@@ -277,10 +277,9 @@ def _current() -> _Client:
     return client
 
 
-def _timeout(client: _Client, value: TimeoutArg) -> "urllib3.Timeout":
+def _timeout(client: _Client, value: Union[float, Tuple[float, float], "urllib3.Timeout"]) -> "urllib3.Timeout":
+    """A call's own ``timeout=`` as urllib3's (None, the default, is ``client.timeout``)."""
     timeout = client.urllib3.Timeout
-    if value is None:
-        return client.timeout
     if isinstance(value, timeout):
         return value
     if isinstance(value, tuple):
