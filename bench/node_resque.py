@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from bench.scale import run_processes
 
@@ -52,14 +52,29 @@ def throughput(kind: str, jobs: int, fibers: int, url: str, env: Dict[str, str],
                fill: Callable[[int], None], flush: Callable[[], None]) -> Dict[str, Any]:
     """Drain ``jobs`` prefilled jobs: jobs/s, CPU per 1000 jobs (less an empty run's start-up
     and exit), start-up (spawn -> first job done) and peak RSS, as for our rows."""
-    env = {**env, "REDIS_PORT": str(redis_port), "MYSQL_DB": env.get("BENCH_DB", "resque_bench")}
-    command = ["node", os.path.join(HERE, "worker.js"), kind]
     flush()
-    _, idle_cpu, _ = run_processes([command + ["0", str(fibers), url]], env, HERE)
+    _, idle_cpu, _ = _run(kind, 0, fibers, url, env, redis_port)
     flush()
     fill(jobs)
-    wall, cpu, data = run_processes([command + [str(jobs), str(fibers), url]], env, HERE)
+    wall, cpu, data = _run(kind, jobs, fibers, url, env, redis_port)
     window = data["window_s"] or wall
     return dict(jobs_s=jobs / window, cpu_per_1000=(cpu - idle_cpu) / jobs * 1000,
                 startup=data["first_end"] - data["spawned"], rss=data["peak_rss_mb"],
                 p50=data["pickup_p50_ms"], p99=data["pickup_p99_ms"], when=time.time())
+
+
+def startup(kind: str, fibers: int, url: str, env: Dict[str, str], redis_port: int,
+            fill: Callable[[int], None], flush: Callable[[], None]) -> float:
+    """Spawn -> first job done, for one prefilled job (no empty run: no CPU figure is made)."""
+    flush()
+    fill(1)
+    _, _, data = _run(kind, 1, fibers, url, env, redis_port)
+    return data["first_end"] - data["spawned"]
+
+
+def _run(kind: str, jobs: int, fibers: int, url: str, env: Dict[str, str],
+         redis_port: int) -> Tuple[float, float, Dict[str, Any]]:
+    """bench/node/worker.js until ``jobs`` are done: (wall s, CPU s, its BENCH_OUT summary)."""
+    env = {**env, "REDIS_PORT": str(redis_port), "MYSQL_DB": env.get("BENCH_DB", "resque_bench")}
+    command = ["node", os.path.join(HERE, "worker.js"), kind, str(jobs), str(fibers), url]
+    return run_processes([command], env, HERE)

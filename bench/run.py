@@ -186,9 +186,9 @@ def startups(r: redis.Redis, w: Dict[str, Any], env: Dict[str, str], url: str, r
         fill(r, w["cls"], 1, url)
         _, _, data = run_process(worker_args(w, "0"), env)
         ours.append(data["first_end"] - data["spawned"])
-        node.append(node_resque.throughput(
-            kind, 1, w["fibers"], url, env, redis_port,
-            fill=lambda n: fill(r, node_resque.CLASSES[kind], n, url), flush=r.flushdb)["startup"])
+        node.append(node_resque.startup(
+            kind, w["fibers"], url, env, redis_port,
+            fill=lambda n: fill(r, node_resque.CLASSES[kind], n, url), flush=r.flushdb))
     r.flushdb()
     return statistics.median(ours), statistics.median(node)
 
