@@ -28,7 +28,7 @@ class _HubTurns:
 
     def __init__(self) -> None:
         self.last = time.monotonic()
-        self.every = 0.25
+        self.every = 0.25  # seconds between stamps; monitor_hub sets HUB_BLOCK_THRESHOLD / 4
         self.stamper: Any = None
 
     def stamp(self) -> None:
@@ -57,7 +57,7 @@ def monitor_hub(threshold: float, running: Callable[[], List[str]]) -> None:
     # The monitor thread needs the GIL that a CPU-bound job holds, so its first report can come
     # seconds into the block (seen on a 2-core AMD VM) and would then say "0.5s so far". A
     # greenlet stamps the hub's last turn, so the episode starts no later than the block did.
-    tick = _hub_turns.every = threshold / 4
+    _hub_turns.every = threshold / 4
     if _hub_turns.stamper is None:
         _hub_turns.stamper = gevent.spawn(_hub_turns.stamp)
 
@@ -66,7 +66,7 @@ def monitor_hub(threshold: float, running: Callable[[], List[str]]) -> None:
             return
         now = time.monotonic()
         if event.greenlet is not episode["greenlet"] or now - episode["last"] > 3 * threshold:
-            blocked_since = min(now - event.blocking_time, _hub_turns.last + tick)
+            blocked_since = min(now - event.blocking_time, _hub_turns.last + _hub_turns.every)
             episode.update(greenlet=event.greenlet, since=blocked_since)
         episode["last"] = now
         log.warning("gevent hub blocked for %.1fs so far (HUB_BLOCK_THRESHOLD=%gs); running: %s",
