@@ -117,25 +117,3 @@ def test_pause_all_workers_takes_nothing(r, store):
     fetcher.done_working(slot.value, "w0")
     fetcher.close()
     runner.get(timeout=5)
-
-
-def test_a_job_kill_landing_while_the_slot_waits_leaves_its_entry_served(r, store):
-    """USR1 picks busy slots and the kill lands a moment later; a slot whose job ended in
-    between is already waiting in reserve(). Its entry must still get the next job: before the
-    fix the kill left it behind and the job handed to it was recorded but never run."""
-    from resque_compat.errors import JobKilled
-
-    fetcher = make_fetcher(store)
-    slot = gevent.spawn(fetcher.reserve, "w0")
-    gevent.sleep(0)  # the slot is waiting on its entry
-    slot.kill(JobKilled(1), block=False)
-    gevent.sleep(0)  # the kill lands while it waits
-    assert not slot.dead
-    push(r, '{"class":"X","args":[1]}')
-    runner = gevent.spawn(fetcher.run)
-    job = slot.get(timeout=5)
-    assert job is not None and job.args == [1]
-    fetcher.done_working(job, "w0")
-    fetcher.close()
-    runner.get(timeout=5)
-    assert r.get("resque:stat:processed") == "1" and not r.exists("resque:queue:critical")

@@ -23,7 +23,6 @@ import gevent
 import redis
 from gevent.event import AsyncResult, Event
 
-from resque_compat.errors import JobKilled, TermException
 from resque_compat.store.store import Done, Store
 from resque_compat.wire import codec
 from resque_compat.wire.queues import QueueList
@@ -140,16 +139,7 @@ class Fetcher:
         result: AsyncResult = AsyncResult()
         self._waiting.append((worker_id, result))
         self._wake.set()
-        while True:
-            try:
-                return result.get()
-            except (JobKilled, TermException):
-                # USR1 (or TERM's grace) picks the busy slots, and the kill lands a moment
-                # later: this slot's job ended in between. Nothing of ours runs, and a trip may
-                # already carry this entry, so keep waiting on it: a job handed to an entry
-                # nobody waits on would be recorded in worker:<id> and never run (lost 1 of
-                # 10,000 in the full USR1 fault scenario).
-                continue
+        return result.get()
 
     def done_working(self, job: Job, worker_id: str, failure: Optional[str] = None,
                      suppressed: bool = False, counted: bool = True) -> None:

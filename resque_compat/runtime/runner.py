@@ -325,12 +325,10 @@ class Runner:
         """Stop every busy slot's job; each records it as a failure and the slot goes on. USR1
         is Ruby's child SIGKILLed (Resque::DirtyExit); TERM/INT after the grace period is
         TERM_CHILD's Resque::TermException."""
-        busy = [w for w in self.workers if w.job is not None and w.greenlet is not None]
-        if busy:
-            log.warning("%s: killing %d in-flight job(s)", name, len(busy))
-        for w in busy:
-            assert w.greenlet is not None  # busy holds only started slots
-            w.greenlet.kill(JobKilled(self.pid) if name == "SIGUSR1" else TermException(name), block=False)
+        killed = sum(w.kill_job(JobKilled(self.pid) if name == "SIGUSR1" else TermException(name))
+                     for w in self.workers)
+        if killed:
+            log.warning("%s: killing %d in-flight job(s)", name, killed)
 
     def recycle(self, reason: str) -> None:
         """MAX_JOBS / MAX_MEMORY: stop taking jobs, finish in-flight ones, exit with code 3."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import gevent
 
 from resque_compat import hooks, loner, registry
-from resque_compat.errors import DirtyExit, DontPerform, JobKilled, JobTimeout, PayloadError, TermException
+from resque_compat.errors import DirtyExit, DontPerform, JobTimeout, PayloadError
 from resque_compat.log import VERBOSE, job_context
 from resque_compat.runtime.fetcher import Fetcher
 from resque_compat.wire import codec, records
@@ -50,15 +50,28 @@ class Worker:
 
     def work(self) -> None:
         """Take and run jobs until the fetcher says stop (QUIT, TERM, INTERVAL=0 drained)."""
-        while True:
-            try:
-                if not self.work_one_job():
-                    return
-            except (TermException, JobKilled):
-                # A kill that arrived just after the job ended: there is nothing left to stop.
-                if self.job is None:
-                    continue
-                raise
+        while self.work_one_job():
+            pass
+
+    def kill_job(self, exc: BaseException) -> bool:
+        """USR1, or TERM/INT after the grace period: stop the job this slot runs now with
+        ``exc``, recorded as its failure. False if the slot runs none.
+
+        A kill from another greenlet lands a hub turn later; by then the job may have ended
+        and the slot be waiting for its next one, or running it. The landing therefore checks
+        that the slot still runs this job, and does nothing otherwise: a throw into
+        ``reserve()`` would abandon a waiting entry the next trip may fill (a lost job, 1 of
+        10,000 under USR1 x10), and a job started after the signal is not the signal's."""
+        job, greenlet = self.job, self.greenlet
+        if job is None or greenlet is None:
+            return False
+
+        def land() -> None:
+            if self.job is job and not greenlet.dead:
+                greenlet.throw(exc)
+
+        gevent.get_hub().loop.run_callback(land)  # from the hub, as Greenlet.kill throws
+        return True
 
     def work_one_job(self) -> bool:
         """Reserve, perform and record one job exactly as Ruby's Worker#work_one_job does."""
