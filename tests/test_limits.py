@@ -226,25 +226,25 @@ def test_mysql_unreachable_or_stalled_fails_jobs_retriably_and_the_pool_heals(r,
     url = (f"mysql://{params.get('user', 'root')}@127.0.0.1:{proxy.port}/{params.get('database', 'test')}"
            "?connect_timeout=1&read_timeout=2&write_timeout=2")
     try:
-        w = start_worker("QUEUE=critical", "FIBERS=4", "DB_POOL=2", env={"DATABASE_URL": url})
+        w = start_worker("QUEUE=critical", "FIBERS=4", "DB_POOL=2", "VERBOSE=1", env={"DATABASE_URL": url})
         w.wait_registered(r, 4)
         push(r, *[job("DbJob", table, "before")] * 3)
-        wait_until(lambda: rows(monitor, table, "before") == 3, 10, "the first rows")
+        wait_until(lambda: rows(monitor, table, "before") == 3, 10, "the first rows", w)
 
         proxy.cut()  # MySQL down: pooled connections dropped, new ones refused
         started = time.time()
         push(r, *[job("DbJob", table, "down")] * 3)
-        wait_until(lambda: r.llen("resque:failed") == 3, 15, "3 failures while MySQL is down")
+        wait_until(lambda: r.llen("resque:failed") == 3, 15, "3 failures while MySQL is down", w)
         assert time.time() - started < 10  # failed promptly: nothing waited forever
         proxy.restore()
 
         proxy.pause()  # MySQL up but silent: read_timeout must end the job, not hang it
         push(r, job("DbJob", table, "stalled"))
-        wait_until(lambda: r.llen("resque:failed") == 4, 20, "a failure while MySQL is stalled")
+        wait_until(lambda: r.llen("resque:failed") == 4, 20, "a failure while MySQL is stalled", w)
         proxy.resume()
 
         push(r, *[job("DbJob", table, "after")] * 3)
-        wait_until(lambda: rows(monitor, table, "after") == 3, 15, "rows once MySQL is back")
+        wait_until(lambda: rows(monitor, table, "after") == 3, 15, "rows once MySQL is back", w)
         entries = failures(r)
         for entry in entries:  # a PyMySQL error, and everything resque-web's Retry needs
             assert entry["exception"] in ("OperationalError", "InterfaceError"), entry
@@ -254,7 +254,7 @@ def test_mysql_unreachable_or_stalled_fails_jobs_retriably_and_the_pool_heals(r,
         for entry in entries:
             push(r, job(entry["payload"]["class"], *entry["payload"]["args"]))
         wait_until(lambda: rows(monitor, table, "down") == 3 and rows(monitor, table, "stalled") == 1,
-                 15, "the retried jobs")
+                 15, "the retried jobs", w)
         assert r.llen("resque:failed") == 4
         w.signal(signal.SIGQUIT)
         assert w.wait() == 0

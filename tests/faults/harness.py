@@ -74,7 +74,8 @@ def push_stream(client: redis.Redis, stream: Stream) -> None:
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str,
                alive: Optional[object] = None) -> object:
-    """Poll a cross-process condition; ``alive`` (a WorkerProcess) must not exit meanwhile."""
+    """Poll a cross-process condition; ``alive`` (a WorkerProcess) must not exit meanwhile, and
+    is killed on a time-out so that its output can be shown."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = predicate()
@@ -84,6 +85,10 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str,
             raise AssertionError(f"worker exited ({alive.proc.returncode}) while waiting for "
                                  f"{what}:\n{alive.communicate()[-3000:]}")
         time.sleep(0.02)
+    if alive is not None:  # the test fails anyway: its worker's log says what it was doing
+        alive.proc.kill()
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; the worker's output:\n"
+                             f"{alive.communicate()[-3000:]}")
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
