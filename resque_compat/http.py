@@ -43,7 +43,9 @@ DEFAULT_HOSTS = 100
 USER_AGENT = f"resque_compat/{__version__}"
 
 #: ``timeout=``: seconds for both phases, (connect, read) seconds, or a ``urllib3.Timeout``.
-TimeoutArg = Union[None, float, Tuple[float, float], "urllib3.Timeout"]
+TimeoutValue = Union[float, Tuple[float, float], "urllib3.Timeout"]
+#: ... or None, the client's own.
+TimeoutArg = Optional[TimeoutValue]
 
 _BASE_HEADERS = {"User-Agent": USER_AGENT}
 _JSON_HEADERS = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
@@ -277,7 +279,7 @@ def _current() -> _Client:
     return client
 
 
-def _timeout(client: _Client, value: Union[float, Tuple[float, float], "urllib3.Timeout"]) -> "urllib3.Timeout":
+def _timeout(client: _Client, value: TimeoutValue) -> "urllib3.Timeout":
     """A call's own ``timeout=`` as urllib3's (None, the default, is ``client.timeout``)."""
     timeout = client.urllib3.Timeout
     if isinstance(value, timeout):
