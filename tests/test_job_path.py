@@ -24,7 +24,7 @@ from tests.conftest import REDIS_URL
 WID = "testhost:4242:critical:0"
 K = Keys("resque")
 RECORDS = []  # what the jobs below saw while they ran
-STORE = {}    # the slot's Store, for a job that reads its own worker:<id>
+STORE = {}    # what the jobs reach: the slot's "store" and "worker", and "busy" (set when Busy starts)
 
 
 @job("JobPath::Ok", queue="critical")
