@@ -7,6 +7,7 @@ import gevent
 import pytest
 import redis
 
+from resque_compat.runtime import fetcher as fetcher_module
 from resque_compat.runtime.fetcher import Fetcher
 from resque_compat.store.store import Store, connect
 from resque_compat.wire.keys import Keys
@@ -60,6 +61,38 @@ def test_one_trip_serves_many_waiting_slots(r, store):
     runner.get(timeout=5)
     assert r.get("resque:stat:processed") == "5"
     assert not r.keys("resque:worker:*")
+
+
+def test_on_a_busy_hub_a_trip_starts_once_enough_slots_wait(r, store, monkeypatch):
+    """A hub that never goes idle (W2's stream of HTTP replies) used to hold every trip to the
+    COALESCE cap; the trip now starts as soon as COALESCE_BATCH slots wait, and not before."""
+    monkeypatch.setattr(fetcher_module, "COALESCE", 60.0)  # only the batch can end the wait
+    batch = fetcher_module.COALESCE_BATCH
+    push(r, *[json.dumps({"class": "X", "args": [n]}) for n in range(batch)])
+    spinning = True
+
+    def spin() -> None:  # a ready greenlet at every turn: the hub never goes idle
+        while spinning:
+            gevent.sleep(0)
+
+    spinner = gevent.spawn(spin)
+    fetcher = make_fetcher(store)
+    runner = gevent.spawn(fetcher.run)
+    slots = [gevent.spawn(fetcher.reserve, f"w{n}") for n in range(batch - 1)]
+    for _ in range(2000):
+        gevent.sleep(0)
+    assert fetcher.round_trips == 0 and not any(s.ready() for s in slots)
+    slots.append(gevent.spawn(fetcher.reserve, f"w{batch - 1}"))
+    jobs = [s.get(timeout=5) for s in slots]
+    assert sorted(j.args[0] for j in jobs) == list(range(batch))
+    assert fetcher.round_trips == 1
+    spinning = False
+    spinner.join()
+    for n, j in enumerate(jobs):
+        fetcher.done_working(j, f"w{n}")
+    fetcher.close()
+    runner.get(timeout=5)
+    assert r.get("resque:stat:processed") == str(batch)
 
 
 @pytest.mark.parametrize("mode", ["before", "after"])
